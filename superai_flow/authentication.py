@@ -1,0 +1,97 @@
+"""Who is calling, and which organizations they may act for.
+
+API clients send `Authorization: Bearer <api key>` (one organization per key); signed-in browser
+users act for the organizations they are members of (superusers: all of them).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+from rest_framework.authentication import BaseAuthentication
+from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.request import Request
+
+from superai_flow.exceptions import PermissionDenied, detail
+from superai_flow.organizations.models import APIKey, Organization
+from superai_flow.organizations.selectors import organization_ids_for_user
+from superai_flow.organizations.services import api_key_authenticate
+
+
+@dataclass(frozen=True)
+class APIKeyUser:
+    """The request.user of an API-key request: acts for exactly the key's organization."""
+
+    api_key: APIKey
+    is_authenticated: bool = field(default=True, init=False)
+    is_anonymous: bool = field(default=False, init=False)
+    is_staff: bool = field(default=False, init=False)
+    is_superuser: bool = field(default=False, init=False)
+
+    @property
+    def identity(self) -> str:
+        return self.api_key.identity
+
+    def __str__(self) -> str:
+        return self.identity
+
+
+class APIKeyAuthentication(BaseAuthentication):
+    """`Authorization: Bearer <key>`. Any Authorization header that is not a valid, active key is a 401."""
+
+    def authenticate(self, request: Request):
+        header = request.META.get("HTTP_AUTHORIZATION")
+        if header is None:
+            return None
+        scheme, _, credentials = header.strip().partition(" ")
+        if scheme.lower() != "bearer" or not credentials.strip():
+            raise AuthenticationFailed("Send the API key as 'Authorization: Bearer <key>'.")
+        api_key = api_key_authenticate(credentials.strip())
+        if api_key is None:
+            raise AuthenticationFailed("The API key is unknown or has been revoked.")
+        return APIKeyUser(api_key), api_key
+
+    def authenticate_header(self, request: Request) -> str:
+        return 'Bearer realm="api"'
+
+
+def caller_organization_ids(request: Request) -> frozenset[uuid.UUID] | None:
+    """The organizations the caller may see and act for; None means every organization (superusers)."""
+    cached = getattr(request, "_organization_ids", False)
+    if cached is not False:
+        return cached
+    user = request.user
+    if isinstance(user, APIKeyUser):
+        ids = frozenset({user.api_key.organization_id})
+    elif user.is_superuser:
+        ids = None
+    else:
+        ids = organization_ids_for_user(user)
+    request._organization_ids = ids
+    return ids
+
+
+def caller_may_act_for(request: Request, organization_id: uuid.UUID) -> bool:
+    ids = caller_organization_ids(request)
+    if ids is None:
+        return Organization.objects.filter(pk=organization_id).exists()
+    return organization_id in ids
+
+
+def scope_to_caller(queryset, request: Request, field_name: str = "organization_id"):
+    """`queryset` limited to the caller's organizations."""
+    ids = caller_organization_ids(request)
+    if ids is None:
+        return queryset
+    if len(ids) == 1:
+        return queryset.filter(**{field_name: next(iter(ids))})
+    return queryset.filter(**{f"{field_name}__in": ids})
+
+
+def require_organization(request: Request, organization_id: uuid.UUID) -> None:
+    """403 unless the caller may act for `organization_id` (whether or not it exists)."""
+    if not caller_may_act_for(request, organization_id):
+        raise PermissionDenied(
+            details=[detail("organization_id", "permission_denied", "You may not act for this organization.")]
+        )

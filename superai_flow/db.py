@@ -1,0 +1,67 @@
+"""What every model shares: a UUID primary key, created/updated timestamps and idempotent creation."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, TypeVar
+
+from django.db import IntegrityError, models, transaction
+from django.utils import timezone
+
+from superai_flow.exceptions import Conflict, detail
+
+M = TypeVar("M", bound=models.Model)
+
+
+class TimestampedModel(models.Model):
+    """Abstract base: UUID primary key, `created_at` (settable, e.g. for backfills) and `updated_at`."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True, editable=False)
+
+    class Meta:
+        abstract = True
+
+
+def json_equal(a: Any, b: Any) -> bool:
+    """Equality of JSON values: 1 == 1.0, but true != 1 and object key order does not matter."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(json_equal(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return isinstance(b, list) and len(a) == len(b) and all(json_equal(x, y) for x, y in zip(a, b, strict=True))
+    return a == b
+
+
+def create_idempotently(model: type[M], *, id: uuid.UUID | None, values: dict[str, Any]) -> tuple[M, bool]:
+    """Create a tenant record, or return the stored one when a client retries with the same `id`.
+
+    `values` maps attribute names to the values as they will be stored (defaults applied), with
+    `created_at` only when the client sent it. A retry whose values all match returns (record, False);
+    any difference, another organization's record or a soft-deleted one (`is_deleted`) raises
+    Conflict. Concurrent retries are settled by the primary key: the losers see the winner's row and
+    compare against it.
+    """
+    if id is None:
+        with transaction.atomic():
+            return model.objects.create(**values), True
+    existing = model.objects.filter(pk=id).first()
+    if existing is None:
+        try:
+            with transaction.atomic():
+                return model.objects.create(id=id, **values), True
+        except IntegrityError:
+            existing = model.objects.filter(pk=id).first()
+            if existing is None:
+                raise
+    if existing.organization_id != values["organization_id"] or existing.is_deleted:
+        raise Conflict("This id is already used by another record.")
+    differing = [name for name, value in values.items() if not json_equal(getattr(existing, name), value)]
+    if differing:
+        raise Conflict(
+            "A record with this id already exists with a different payload.",
+            details=[detail(name, "conflict", "Differs from the stored record with this id.") for name in differing],
+        )
+    return existing, False

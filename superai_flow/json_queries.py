@@ -1,0 +1,117 @@
+"""Boolean conditions on JSON columns, written for PostgreSQL (jsonb) and SQLite (JSON1).
+
+Django's own JSON lookups do not fit the contract: on PostgreSQL `summary__n__gt=5` compares across
+JSON types (true > 5), and `tags__contains` does not exist on SQLite. These conditions match only
+values of the right type and never raise on mismatched data.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+from django.db import NotSupportedError
+from django.db.models import BooleanField, Expression, F
+
+COMPARISONS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+
+
+class _JSONCondition(Expression):
+    """A condition on one JSON column; subclasses write the SQL for each database."""
+
+    def __init__(self, column: str):
+        super().__init__(output_field=BooleanField())
+        self.column = F(column)
+
+    def get_source_expressions(self):
+        return [self.column]
+
+    def set_source_expressions(self, exprs):
+        (self.column,) = exprs
+
+    def as_sql(self, compiler, connection):
+        raise NotSupportedError(f"JSON conditions support PostgreSQL and SQLite, not {connection.vendor}.")
+
+
+def _sqlite_path(path: list[str]) -> str:
+    return "$" + "".join(f".{json.dumps(key)}" for key in path)
+
+
+class JSONArrayContainsAll(_JSONCondition):
+    """The JSON array in `column` contains every one of `values` (strings)."""
+
+    def __init__(self, column: str, values: list[str]):
+        super().__init__(column)
+        self.values = list(values)
+
+    def as_postgresql(self, compiler, connection):
+        lhs, params = compiler.compile(self.column)
+        return f"{lhs} @> %s::jsonb", [*params, json.dumps(self.values)]
+
+    def as_sqlite(self, compiler, connection):
+        lhs, params = compiler.compile(self.column)
+        clause = f"EXISTS (SELECT 1 FROM json_each({lhs}) AS element WHERE element.value = %s)"
+        sql = " AND ".join([clause] * len(self.values)) or "1 = 1"
+        return f"({sql})", [p for value in self.values for p in (*params, value)]
+
+
+class JSONPathEquals(_JSONCondition):
+    """The value at `path` (object keys) in `column` equals `value` as JSON: 200 matches 200.0, not "200"."""
+
+    def __init__(self, column: str, path: list[str], value: Any):
+        super().__init__(column)
+        self.path = list(path)
+        self.value = value
+
+    def as_postgresql(self, compiler, connection):
+        lhs, params = compiler.compile(self.column)
+        nested: Any = self.value
+        for key in reversed(self.path):
+            nested = {key: nested}
+        # Containment lets the GIN index narrow the rows; the path comparison makes the match exact.
+        sql = f"({lhs} @> %s::jsonb AND ({lhs} #> %s::text[]) = %s::jsonb)"
+        return sql, [*params, json.dumps(nested), *params, self.path, json.dumps(self.value)]
+
+    def as_sqlite(self, compiler, connection):
+        lhs, params = compiler.compile(self.column)
+        path = _sqlite_path(self.path)
+        value = self.value
+        json_type = f"json_type({lhs}, %s)"
+        if value is None or isinstance(value, bool):
+            kind = "null" if value is None else str(value).lower()
+            return f"{json_type} = %s", [*params, path, kind]
+        if isinstance(value, int | float):
+            sql = f"({json_type} IN ('integer', 'real') AND json_extract({lhs}, %s) = %s)"
+            return sql, [*params, path, *params, path, value]
+        if isinstance(value, str):
+            return f"({json_type} = 'text' AND json_extract({lhs}, %s) = %s)", [*params, path, *params, path, value]
+        kind = "array" if isinstance(value, list) else "object"
+        sql = f"({json_type} = %s AND json_extract({lhs}, %s) = json(%s))"
+        return sql, [*params, path, kind, *params, path, json.dumps(value, separators=(",", ":"))]
+
+
+class JSONPathCompare(_JSONCondition):
+    """The value at `path` in `column` is a number and compares to `number` by `operator` (gt, gte, lt, lte)."""
+
+    def __init__(self, column: str, path: list[str], operator: str, number: int | float):
+        super().__init__(column)
+        self.path = list(path)
+        self.operator = COMPARISONS[operator]
+        self.number = number
+
+    def as_postgresql(self, compiler, connection):
+        lhs, params = compiler.compile(self.column)
+        # CASE keeps the cast away from non-numbers; a plain AND would not guarantee the order.
+        value = f"({lhs} #> %s::text[])"
+        sql = f"(CASE WHEN jsonb_typeof({value}) = 'number' THEN {value}::numeric END) {self.operator} %s"
+        return sql, [*params, self.path, *params, self.path, Decimal(repr(self.number))]
+
+    def as_sqlite(self, compiler, connection):
+        lhs, params = compiler.compile(self.column)
+        path = _sqlite_path(self.path)
+        sql = (
+            f"(CASE WHEN json_type({lhs}, %s) IN ('integer', 'real') THEN json_extract({lhs}, %s) END) "
+            f"{self.operator} %s"
+        )
+        return sql, [*params, path, *params, path, self.number]

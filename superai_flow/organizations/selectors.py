@@ -1,0 +1,21 @@
+"""Reads for organizations: lookups by name or id, and which organizations a caller may act for."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.contrib.auth.base_user import AbstractBaseUser
+
+from superai_flow.organizations.models import Membership, Organization
+
+
+def organization_by_name_or_id(value: str) -> Organization | None:
+    """The organization whose id (a UUID string) or exact name is `value`."""
+    try:
+        return Organization.objects.filter(pk=uuid.UUID(value)).first()
+    except ValueError:
+        return Organization.objects.filter(name=value).first()
+
+
+def organization_ids_for_user(user: AbstractBaseUser) -> frozenset[uuid.UUID]:
+    return frozenset(Membership.objects.filter(user=user).values_list("organization_id", flat=True))

@@ -1,0 +1,73 @@
+"""Writes for organizations and API keys."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from superai_flow.organizations.models import APIKey, Organization
+
+KEY_PREFIX = "sfk_"
+# "sfk_" + 43 characters of URL-safe base64 (32 random bytes).
+_KEY_FORMAT = re.compile(r"sfk_[A-Za-z0-9_-]{43}")
+_LOOKUP_PREFIX_LENGTH = 12
+
+
+def _hash(raw_key: str) -> str:
+    return hashlib.sha256(raw_key.encode()).hexdigest()
+
+
+def organization_create(*, name: str) -> Organization:
+    return Organization.objects.create(name=name)
+
+
+def api_key_create(*, organization: Organization, name: str) -> tuple[APIKey, str]:
+    """A new key for `organization`; returns the record and the key itself, which is not stored."""
+    for _ in range(5):
+        raw_key = KEY_PREFIX + secrets.token_urlsafe(32)
+        try:
+            with transaction.atomic():
+                api_key = APIKey.objects.create(
+                    organization=organization,
+                    name=name,
+                    prefix=raw_key[:_LOOKUP_PREFIX_LENGTH],
+                    key_hash=_hash(raw_key),
+                )
+        except IntegrityError:  # a prefix collision: 48 random bits make this rare; draw again
+            continue
+        return api_key, raw_key
+    raise RuntimeError("Could not draw an unused API key prefix.")
+
+
+def api_key_revoke(*, api_key: APIKey) -> None:
+    """Revoked keys are refused from the next request on; the record stays for audit."""
+    if api_key.revoked_at is None:
+        api_key.revoked_at = timezone.now()
+        api_key.save(update_fields=["revoked_at", "updated_at"])
+
+
+def api_key_authenticate(raw_key: str) -> APIKey | None:
+    """The active key matching `raw_key`, or None. Looks up by prefix, compares hashes in constant time."""
+    if not _KEY_FORMAT.fullmatch(raw_key):
+        return None
+    api_key = APIKey.objects.select_related("organization").filter(prefix=raw_key[:_LOOKUP_PREFIX_LENGTH]).first()
+    if api_key is None or not hmac.compare_digest(api_key.key_hash, _hash(raw_key)) or not api_key.is_active:
+        return None
+    _touch(api_key)
+    return api_key
+
+
+def _touch(api_key: APIKey) -> None:
+    """Record use, at most once per API_KEY_LAST_USED_RESOLUTION_SECONDS so that reads stay reads."""
+    now = timezone.now()
+    resolution = timedelta(seconds=settings.API_KEY_LAST_USED_RESOLUTION_SECONDS)
+    if api_key.last_used_at is None or now - api_key.last_used_at >= resolution:
+        APIKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+        api_key.last_used_at = now

@@ -1,0 +1,101 @@
+"""Keyset (cursor) pagination over (timestamp, id): stable while rows are inserted between pages.
+
+A cursor names the last row seen, so a page never repeats or skips a row whatever is inserted
+elsewhere. Cursors are opaque to clients (base64 of a small JSON document) and tied to the ordering
+they were made for.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from datetime import datetime
+
+from django.conf import settings
+from django.db.models import Q, QuerySet
+from rest_framework.exceptions import ErrorDetail, ValidationError
+from rest_framework.pagination import BasePagination
+from rest_framework.response import Response
+from rest_framework.utils.urls import replace_query_param
+
+
+def _invalid(field: str, message: str) -> ValidationError:
+    return ValidationError({field: [ErrorDetail(message, code="invalid")]})
+
+
+class KeysetPagination(BasePagination):
+    """`?page_size=` (1-500, default 50) and `?cursor=`; answers `{"results", "next", "previous"}`."""
+
+    query_params = ("cursor", "page_size")
+
+    def paginate_queryset(self, queryset: QuerySet, request, view=None):
+        self.request = request
+        page_size = self._page_size(request)
+        ordering = (queryset.query.order_by or queryset.model._meta.ordering)[0]
+        self.field = ordering.lstrip("-")
+        self.ordering = ordering
+        descending = ordering.startswith("-")
+        cursor = request.query_params.get("cursor")
+        position, backwards = self._decode(cursor) if cursor else (None, False)
+
+        # Walking backwards means walking the opposite order, then reversing the page.
+        step_down = descending != backwards
+        op = "lt" if step_down else "gt"
+        if position is not None:
+            value, pk = position
+            queryset = queryset.filter(Q(**{f"{self.field}__{op}": value}) | Q(**{self.field: value, f"pk__{op}": pk}))
+        prefix = "-" if step_down else ""
+        rows = list(queryset.order_by(f"{prefix}{self.field}", f"{prefix}pk")[: page_size + 1])
+        more = len(rows) > page_size
+        rows = rows[:page_size]
+        if backwards:
+            rows.reverse()
+
+        first, last = (rows[0], rows[-1]) if rows else (None, None)
+        if backwards:
+            self.previous_position = self._position(first) if more else None
+            self.next_position = self._position(last) if last else position
+        else:
+            self.next_position = self._position(last) if more else None
+            self.previous_position = (self._position(first) if first else position) if position else None
+        return rows
+
+    def get_paginated_response(self, data):
+        next_link, previous_link = self._link(self.next_position, False), self._link(self.previous_position, True)
+        return Response({"results": data, "next": next_link, "previous": previous_link})
+
+    def _page_size(self, request) -> int:
+        raw = request.query_params.get("page_size")
+        if raw is None:
+            return settings.API_DEFAULT_PAGE_SIZE
+        maximum = settings.API_MAX_PAGE_SIZE
+        if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+            raise _invalid("page_size", f"Must be an integer from 1 to {maximum}.")
+        return int(raw)
+
+    def _position(self, row) -> tuple[datetime, uuid.UUID]:
+        return getattr(row, self.field), row.pk
+
+    def _link(self, position, backwards: bool) -> str | None:
+        if position is None:
+            return None
+        value, pk = position
+        document = {"o": self.ordering, "k": [value.isoformat(), str(pk)], "b": backwards}
+        token = base64.urlsafe_b64encode(json.dumps(document, separators=(",", ":")).encode()).decode().rstrip("=")
+        return replace_query_param(self.request.build_absolute_uri(), "cursor", token)
+
+    def _decode(self, token: str) -> tuple[tuple[datetime, uuid.UUID], bool]:
+        try:
+            document = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+            value, pk = document["k"]
+            position = datetime.fromisoformat(value), uuid.UUID(pk)
+            ordering, backwards = document["o"], document["b"]
+        except (ValueError, TypeError, KeyError, binascii.Error, UnicodeDecodeError):
+            raise _invalid("cursor", "Invalid cursor; use the `next` or `previous` link of a page.") from None
+        if ordering != self.ordering:
+            raise _invalid("cursor", f"This cursor was made for ordering={ordering}; start again without it.")
+        if position[0].tzinfo is None or not isinstance(backwards, bool):
+            raise _invalid("cursor", "Invalid cursor; use the `next` or `previous` link of a page.")
+        return position, backwards

@@ -1,0 +1,124 @@
+"""`manage.py seed_demo`: a demo organization, staff user, API key and some executions to look at.
+
+Safe to run again: the organization and its data are kept, the user's password and the API key are
+replaced (the old demo key is revoked) so that what is printed always works.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shlex
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from flow_executions.lifecycle import Status
+from flow_executions.models import FlowExecution
+from flow_executions.services import flow_execution_create
+from superai_flow.organizations.models import Membership, Organization
+from superai_flow.organizations.services import api_key_create, api_key_revoke
+from task_outputs.services import task_output_create
+
+ORGANIZATION = "Demo"
+USERNAME = "demo"
+KEY_NAME = "seed_demo"
+
+DEMO_FLOWS = [
+    (
+        "document-ingest",
+        3,
+        Status.COMPLETED,
+        [
+            ("fetch", {"status_code": 200, "response_time_ms": 450}, ["http"]),
+            ("extract-text", {"pages": 10, "word_count": 5000}, ["pdf", "ocr"]),
+            ("validate", {"valid_rows": 950, "invalid_rows": 50}, ["quality"]),
+        ],
+    ),
+    (
+        "invoice-processing",
+        1,
+        Status.RUNNING,
+        [
+            ("parse-invoice", {"line_items": 14, "currency": "EUR", "total": 1290.5}, ["finance"]),
+        ],
+    ),
+    ("nightly-report", 2, Status.FAILED, [("query-warehouse", {"rows": 0, "error": "timeout"}, ["sql"])]),
+]
+
+
+class Command(BaseCommand):
+    help = "Create (or refresh) a demo organization, user, API key and executions, and print how to use them."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--base-url", default="http://127.0.0.1:8000", help="Where the server will listen.")
+
+    @transaction.atomic
+    def handle(self, *args, base_url: str, **options):
+        base_url = base_url.rstrip("/")
+        organization, _ = Organization.objects.get_or_create(name=ORGANIZATION)
+        password = secrets.token_urlsafe(12)
+        user = get_user_model().objects.filter(username=USERNAME).first() or get_user_model()(username=USERNAME)
+        user.is_staff = user.is_superuser = True
+        user.set_password(password)
+        user.save()
+        Membership.objects.get_or_create(organization=organization, user=user)
+        for old_key in organization.api_keys.filter(name=KEY_NAME, revoked_at__isnull=True):
+            api_key_revoke(api_key=old_key)
+        _, raw_key = api_key_create(organization=organization, name=KEY_NAME)
+        if not FlowExecution.objects.filter(organization=organization).exists():
+            self._create_executions(organization)
+        running = FlowExecution.objects.filter(organization=organization, status=Status.RUNNING).first()
+        self._print(base_url, organization, password, raw_key, running)
+
+    def _create_executions(self, organization: Organization) -> None:
+        for flow_name, version, status, outputs in DEMO_FLOWS:
+            flow_execution, _ = flow_execution_create(
+                organization_id=organization.id,
+                flow_name=flow_name,
+                flow_version=version,
+                status=status,
+                input={"source": f"s3://demo-bucket/{flow_name}/input.json"},
+            )
+            for task_name, summary, tags in outputs:
+                task_output_create(
+                    flow_execution=flow_execution,
+                    task_name=task_name,
+                    summary=summary,
+                    tags=tags,
+                    status=Status.COMPLETED,
+                    output={"result": summary, "artifacts": []},
+                )
+
+    def _print(self, base_url, organization, password, raw_key, flow_execution) -> None:
+        body = {
+            "organization_id": str(organization.id),
+            "flow_execution_id": str(flow_execution.id),
+            "task_name": "summarize",
+            "status": "completed",
+            "summary": {"pages": 12, "word_count": 5400},
+            "output": {"text": "A short summary of the document."},
+            "tags": ["demo"],
+        }
+        auth = shlex.quote(f"Authorization: Bearer {raw_key}")
+        self.stdout.write(
+            f"""
+SuperAI Flow demo is ready.
+
+  Organization  {organization.name} ({organization.id})
+  Sign in       {base_url}/admin/  as user {USERNAME!r} with password {password!r}
+  API key       {raw_key}
+
+Create a task output (run it in another terminal while the server runs):
+
+curl -sS -X POST {base_url}/api/v1/task-outputs \\
+  -H {auth} \\
+  -H 'Content-Type: application/json' \\
+  -d {shlex.quote(json.dumps(body))}
+
+List the outputs of that flow execution:
+
+curl -sS -H {auth} '{base_url}/api/v1/task-outputs?flow_execution_id={flow_execution.id}'
+"""
+        )

@@ -1,0 +1,62 @@
+"""Task outputs: what a completed task produced, summarized for display and querying."""
+
+from __future__ import annotations
+
+from django.db import models
+
+from flow_executions.lifecycle import Status
+from flow_executions.models import FlowExecution, TaskExecution
+from superai_flow.db import TimestampedModel
+from superai_flow.organizations.models import Organization
+
+
+class TaskOutput(TimestampedModel):
+    """The result of one task of a flow execution: `summary` to query and show, `output` for downstream tasks.
+
+    `organization` and `flow_version` are copied from the flow execution when the output is created.
+    """
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.PROTECT, related_name="task_outputs", db_index=False
+    )
+    flow_execution = models.ForeignKey(
+        FlowExecution, on_delete=models.CASCADE, related_name="task_outputs", db_index=False
+    )
+    flow_version = models.IntegerField()
+    task_execution = models.ForeignKey(
+        TaskExecution, on_delete=models.SET_NULL, related_name="task_outputs", null=True, blank=True
+    )
+    task_name = models.CharField(max_length=200)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
+    summary = models.JSONField()
+    output = models.JSONField(null=True, blank=True)
+    tags = models.JSONField(default=list, blank=True)
+    modified_by = models.CharField(max_length=255, default="system")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        # Each list filter is served by an index that starts with the organization and ends with the
+        # pagination key. GIN indexes on `tags` and `summary` (PostgreSQL only) live in migration 0002.
+        indexes = [
+            models.Index(fields=["organization", "created_at", "id"], name="task_out_org_created"),
+            models.Index(
+                fields=["organization", "flow_execution", "created_at", "id"], name="task_out_org_flow_created"
+            ),
+            models.Index(fields=["organization", "task_name", "created_at", "id"], name="task_out_org_task_created"),
+            models.Index(fields=["organization", "status", "created_at", "id"], name="task_out_org_status_created"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(status__in=Status.values), name="%(app_label)s_%(class)s_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(flow_version__gte=1), name="%(app_label)s_%(class)s_flow_version_min"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.task_name} ({self.id})"
+
+    @property
+    def is_deleted(self) -> bool:
+        return self.status == Status.DELETED

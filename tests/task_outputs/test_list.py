@@ -1,0 +1,400 @@
+"""GET /api/v1/task-outputs (every filter, ordering, pagination) and GET /api/v1/task-outputs/{id}."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from flow_executions.lifecycle import Status
+from flow_executions.models import TaskExecution
+from task_outputs.models import TaskOutput
+from tests.helpers import detail_codes, error_of
+
+URL = "/api/v1/task-outputs"
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def ids(response) -> list[str]:
+    assert response.status_code == 200, response.content
+    return [row["id"] for row in response.json()["results"]]
+
+
+def follow(client, url: str) -> list[str]:
+    """Every id from `url` on, following `next` links."""
+    seen: list[str] = []
+    while url:
+        page = client.get(url).json()
+        seen += [row["id"] for row in page["results"]]
+        url = page["next"]
+    return seen
+
+
+@pytest.fixture
+def outputs(flow_a, make_output):
+    """Five outputs a minute apart, oldest first."""
+    return [make_output(flow_a, task_name=f"task-{i}", created_at=T0 + timedelta(minutes=i)) for i in range(5)]
+
+
+# --- Scope and basics ---------------------------------------------------------------------------
+
+
+def test_list_is_newest_first_by_default(client_a, outputs):
+    response = client_a.get(URL)
+
+    assert ids(response) == [str(o.id) for o in reversed(outputs)]
+    assert response.json()["next"] is None and response.json()["previous"] is None
+
+
+def test_list_answers_with_and_without_trailing_slash(client_a, outputs):
+    assert ids(client_a.get(URL + "/")) == ids(client_a.get(URL))
+
+
+def test_list_shows_only_the_callers_organization(client_a, client_b, flow_a, flow_b, make_output):
+    mine = make_output(flow_a)
+    theirs = make_output(flow_b)
+
+    assert ids(client_a.get(URL)) == [str(mine.id)]
+    assert ids(client_b.get(URL)) == [str(theirs.id)]
+
+
+def test_list_excludes_deleted_outputs(client_a, flow_a, make_output):
+    kept = make_output(flow_a)
+    make_output(flow_a, status=Status.DELETED)
+
+    assert ids(client_a.get(URL)) == [str(kept.id)]
+    assert ids(client_a.get(URL, {"status": "deleted"})) == []
+
+
+def test_list_requires_credentials(anonymous_client):
+    error_of(anonymous_client.get(URL), 401, "not_authenticated")
+
+
+# --- Filters ------------------------------------------------------------------------------------
+
+
+def test_list_filters_by_flow_execution(client_a, flow_a, make_flow, make_output):
+    other_flow = make_flow(flow_a.organization)
+    wanted = make_output(flow_a)
+    make_output(other_flow)
+
+    assert ids(client_a.get(URL, {"flow_execution_id": str(flow_a.id)})) == [str(wanted.id)]
+
+
+def test_list_filters_by_task_execution(client_a, flow_a, make_output):
+    task_execution = TaskExecution.objects.create(
+        organization=flow_a.organization, flow_execution=flow_a, task_name="t"
+    )
+    wanted = make_output(flow_a, task_execution=task_execution)
+    make_output(flow_a)
+
+    assert ids(client_a.get(URL, {"task_execution_id": str(task_execution.id)})) == [str(wanted.id)]
+
+
+def test_list_filters_by_exact_case_sensitive_task_name(client_a, flow_a, make_output):
+    wanted = make_output(flow_a, task_name="Extract")
+    make_output(flow_a, task_name="extract")
+    make_output(flow_a, task_name="Extract text")
+
+    assert ids(client_a.get(URL, {"task_name": "Extract"})) == [str(wanted.id)]
+
+
+def test_list_filters_by_one_or_several_statuses(client_a, flow_a, make_output):
+    done = make_output(flow_a, status=Status.COMPLETED, created_at=T0)
+    failed = make_output(flow_a, status=Status.FAILED, created_at=T0 + timedelta(seconds=1))
+    make_output(flow_a, status=Status.RUNNING)
+
+    assert ids(client_a.get(URL, {"status": "completed"})) == [str(done.id)]
+    both = [str(failed.id), str(done.id)]
+    assert ids(client_a.get(URL, {"status": "completed,failed"})) == both
+    assert ids(client_a.get(URL + "?status=completed&status=failed")) == both
+
+
+def test_list_tag_filter_requires_every_tag(client_a, flow_a, make_output):
+    both = make_output(flow_a, tags=["pdf", "ocr", "x"])
+    make_output(flow_a, tags=["pdf"])
+    make_output(flow_a, tags=["ocr"])
+
+    assert ids(client_a.get(URL + "?tag=pdf&tag=ocr")) == [str(both.id)]
+    assert len(ids(client_a.get(URL, {"tag": "pdf"}))) == 2
+    assert ids(client_a.get(URL, {"tag": "missing"})) == []
+
+
+def test_list_tag_filter_takes_commas_literally(client_a, flow_a, make_output):
+    comma = make_output(flow_a, tags=["a,b"])
+    make_output(flow_a, tags=["a", "b"])
+
+    assert ids(client_a.get(URL, {"tag": "a,b"})) == [str(comma.id)]
+
+
+def test_list_created_after_is_inclusive_and_created_before_exclusive(client_a, outputs):
+    window = {"created_after": (T0 + timedelta(minutes=1)).isoformat(), "created_before": "2026-01-01T00:03:00Z"}
+
+    assert ids(client_a.get(URL, window)) == [str(outputs[2].id), str(outputs[1].id)]
+
+
+def test_list_reads_a_plus_sign_decoded_as_space_in_a_timestamp(client_a, outputs):
+    response = client_a.get(URL + "?created_after=2026-01-01T01:03:00+01:00")
+
+    assert ids(response) == [str(outputs[4].id), str(outputs[3].id)]
+
+
+def test_list_filters_by_organization_id(client_a, flow_a, make_output):
+    mine = make_output(flow_a)
+
+    assert ids(client_a.get(URL, {"organization_id": str(flow_a.organization_id)})) == [str(mine.id)]
+    assert ids(client_a.get(URL, {"organization_id": str(uuid.uuid4())})) == []
+
+
+def test_list_combines_filters(client_a, flow_a, make_output):
+    wanted = make_output(flow_a, task_name="a", status=Status.COMPLETED, tags=["x"], summary={"n": 5})
+    make_output(flow_a, task_name="a", status=Status.COMPLETED, tags=["y"], summary={"n": 5})
+    make_output(flow_a, task_name="a", status=Status.FAILED, tags=["x"], summary={"n": 5})
+    make_output(flow_a, task_name="a", status=Status.COMPLETED, tags=["x"], summary={"n": 4})
+
+    query = {"task_name": "a", "status": "completed", "tag": "x", "summary.n__gte": "5"}
+    assert ids(client_a.get(URL, query)) == [str(wanted.id)]
+
+
+# --- Summary queries ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def summaries(flow_a, make_output):
+    values = {
+        "int": {"code": 200},
+        "float": {"code": 200.0},
+        "string": {"code": "200"},
+        "bool": {"code": True},
+        "one": {"code": 1},
+        "text": {"code": "ok"},
+        "null": {"code": None},
+        "nested": {"stats": {"rows": 5}},
+        "list": {"code": [200]},
+        "missing": {"other": 1},
+        "plain": "code 200",
+    }
+    return {name: str(make_output(flow_a, task_name=name, summary=summary).id) for name, summary in values.items()}
+
+
+def matches(client, summaries, query) -> set[str]:
+    by_id = {v: k for k, v in summaries.items()}
+    return {by_id[i] for i in ids(client.get(URL, query))}
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("200", {"int", "float"}),
+        ("200.0", {"int", "float"}),
+        ('"200"', {"string"}),
+        ("true", {"bool"}),
+        ("1", {"one"}),
+        ("ok", {"text"}),
+        ("null", {"null"}),
+        ("[200]", {"list"}),
+        ("nothing", set()),
+    ],
+)
+def test_summary_equality_compares_as_json(client_a, summaries, value, expected):
+    assert matches(client_a, summaries, {"summary.code": value}) == expected
+
+
+def test_summary_equality_follows_dotted_paths(client_a, summaries):
+    assert matches(client_a, summaries, {"summary.stats.rows": "5"}) == {"nested"}
+    assert matches(client_a, summaries, {"summary.stats": '{"rows": 5}'}) == {"nested"}
+
+
+@pytest.mark.parametrize(
+    ("operator", "number", "expected"),
+    [
+        ("gt", "199", {"int", "float"}),
+        ("gt", "200", set()),
+        ("gte", "200", {"int", "float"}),
+        ("lt", "200", {"one"}),
+        ("lte", "200.0", {"int", "float", "one"}),
+        ("gte", "-1e3", {"int", "float", "one"}),
+    ],
+)
+def test_summary_comparisons_match_numbers_only(client_a, summaries, operator, number, expected):
+    assert matches(client_a, summaries, {f"summary.code__{operator}": number}) == expected
+
+
+def test_summary_comparisons_work_on_nested_paths(client_a, summaries):
+    assert matches(client_a, summaries, {"summary.stats.rows__lt": "6"}) == {"nested"}
+
+
+@pytest.mark.parametrize(
+    ("param", "value", "code"),
+    [
+        ("summary.code__gt", "abc", "invalid"),
+        ("summary.code__gt", "true", "invalid"),
+        ("summary.code__lte", "1e400", "invalid"),
+        ("summary.code__gt", "NaN", "invalid"),
+        ("summary.", "1", "invalid_path"),
+        ("summary..code", "1", "invalid_path"),
+        ("summary.code", "a\x00b", "invalid_text"),
+    ],
+)
+def test_summary_queries_reject_malformed_input(client_a, summaries, param, value, code):
+    response = client_a.get(URL, {param: value})
+
+    error_of(response, 422, "validation_error")
+    assert detail_codes(response) == {param: code}
+
+
+# --- Malformed and unknown parameters -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "field", "code"),
+    [
+        ({"flow_id": "x"}, "flow_id", "unknown_parameter"),
+        ({"after": "x"}, "after", "unknown_parameter"),
+        ({"ordering": "task_name"}, "ordering", "invalid_choice"),
+        ({"status": "done"}, "status", "invalid_choice"),
+        ({"flow_execution_id": "nope"}, "flow_execution_id", "invalid"),
+        ({"created_after": "2026-01-01T00:00:00"}, "created_after", "naive"),
+        ({"created_before": "soon"}, "created_before", "invalid"),
+        ({"task_name": "a\x00"}, "task_name", "null_characters_not_allowed"),
+        ({"tag": "x" * 101}, "tag", "max_length"),
+        ({"page_size": "0"}, "page_size", "invalid"),
+        ({"page_size": "501"}, "page_size", "invalid"),
+        ({"page_size": "ten"}, "page_size", "invalid"),
+        ({"cursor": "garbage"}, "cursor", "invalid"),
+    ],
+)
+def test_list_rejects_unknown_and_malformed_parameters(client_a, outputs, query, field, code):
+    response = client_a.get(URL, query)
+
+    error_of(response, 422, "validation_error")
+    assert detail_codes(response) == {field: code}
+
+
+def test_list_reports_every_bad_parameter_at_once(client_a):
+    response = client_a.get(URL, {"bogus": "1", "status": "nope", "summary.x__gt": "y"})
+
+    assert set(detail_codes(response)) == {"bogus", "status", "summary.x__gt"}
+
+
+# --- Ordering and pagination --------------------------------------------------------------------
+
+
+def test_list_orders_oldest_first_on_request(client_a, outputs):
+    assert ids(client_a.get(URL, {"ordering": "created_at"})) == [str(o.id) for o in outputs]
+    assert ids(client_a.get(URL, {"ordering": "-created_at"})) == [str(o.id) for o in reversed(outputs)]
+
+
+@pytest.mark.parametrize("ordering", ["created_at", "-created_at"])
+def test_pagination_visits_every_row_once(client_a, flow_a, make_output, ordering):
+    same_time = [make_output(flow_a, created_at=T0) for _ in range(7)]  # ties are broken by id
+    others = [make_output(flow_a, created_at=T0 + timedelta(seconds=i)) for i in range(1, 6)]
+
+    seen = follow(client_a, f"{URL}?page_size=3&ordering={ordering}")
+
+    assert len(seen) == len(set(seen)) == 12
+    assert set(seen) == {str(o.id) for o in same_time + others}
+
+
+@pytest.mark.parametrize("ordering", ["created_at", "-created_at"])
+def test_pagination_is_stable_while_rows_are_inserted_between_pages(client_a, flow_a, make_output, ordering):
+    original = {str(make_output(flow_a, created_at=T0 + timedelta(seconds=i)).id) for i in range(20)}
+    seen: list[str] = []
+    url = f"{URL}?page_size=4&ordering={ordering}"
+    inserted = 0
+    while url:
+        page = client_a.get(url).json()
+        seen += [row["id"] for row in page["results"]]
+        url = page["next"]
+        # Between pages: a new output now, a backfilled one in the middle and one tying an existing time.
+        make_output(flow_a)
+        make_output(flow_a, created_at=T0 + timedelta(seconds=10, microseconds=inserted))
+        make_output(flow_a, created_at=T0 + timedelta(seconds=5))
+        inserted += 1
+
+    assert len(seen) == len(set(seen)), "a row was returned twice"
+    assert original <= set(seen), "a row that existed before the first page was skipped"
+
+
+def test_pagination_links_keep_the_filters(client_a, flow_a, make_output):
+    for _ in range(3):
+        make_output(flow_a, task_name="a")
+    make_output(flow_a, task_name="b")
+
+    first = client_a.get(URL, {"task_name": "a", "page_size": 2}).json()
+    query = parse_qs(urlsplit(first["next"]).query)
+
+    assert query["task_name"] == ["a"] and query["page_size"] == ["2"] and "cursor" in query
+    assert len(follow(client_a, first["next"])) == 1
+
+
+def test_previous_links_walk_back_page_by_page(client_a, outputs):
+    first = client_a.get(URL, {"page_size": 2}).json()
+    second = client_a.get(first["next"]).json()
+    third = client_a.get(second["next"]).json()
+    back_to_second = client_a.get(third["previous"]).json()
+    back_to_first = client_a.get(back_to_second["previous"]).json()
+
+    assert [r["id"] for r in back_to_second["results"]] == [r["id"] for r in second["results"]]
+    assert [r["id"] for r in back_to_first["results"]] == [r["id"] for r in first["results"]]
+    assert back_to_first["previous"] is None
+    assert third["next"] is None
+
+
+def test_page_size_defaults_to_50_and_allows_500(client_a, flow_a, make_output):
+    TaskOutput.objects.bulk_create(
+        TaskOutput(
+            organization=flow_a.organization,
+            flow_execution=flow_a,
+            flow_version=flow_a.flow_version,
+            task_name="bulk",
+            summary={},
+            created_at=T0 + timedelta(milliseconds=i),
+        )
+        for i in range(501)
+    )
+
+    assert len(ids(client_a.get(URL))) == 50
+    assert len(ids(client_a.get(URL, {"page_size": 500}))) == 500
+
+
+def test_a_cursor_cannot_be_reused_with_another_ordering(client_a, outputs):
+    cursor_url = client_a.get(URL, {"page_size": 2}).json()["next"]
+    cursor = parse_qs(urlsplit(cursor_url).query)["cursor"][0]
+
+    response = client_a.get(URL, {"cursor": cursor, "ordering": "created_at"})
+
+    error_of(response, 422, "validation_error")
+    assert detail_codes(response) == {"cursor": "invalid"}
+
+
+# --- GET one ------------------------------------------------------------------------------------
+
+
+def test_get_one_returns_the_record(client_a, flow_a, make_output):
+    output = make_output(flow_a, tags=["a"])
+
+    for path in (f"{URL}/{output.id}", f"{URL}/{output.id}/"):
+        response = client_a.get(path)
+        assert response.status_code == 200
+        assert response.json()["id"] == str(output.id)
+        assert response.json()["tags"] == ["a"]
+
+
+def test_get_one_ignores_list_filters(client_a, flow_a, make_output):
+    output = make_output(flow_a, status=Status.COMPLETED)
+
+    assert client_a.get(f"{URL}/{output.id}", {"status": "failed"}).status_code == 200
+
+
+@pytest.mark.parametrize("path", [f"{URL}/{uuid.uuid4()}", f"{URL}/not-a-uuid", f"{URL}/1"])
+def test_get_one_of_nothing_is_404(client_a, path):
+    error_of(client_a.get(path), 404, "not_found")
+
+
+def test_get_one_of_a_deleted_output_is_404(client_a, flow_a, make_output):
+    output = make_output(flow_a, status=Status.DELETED)
+
+    error_of(client_a.get(f"{URL}/{output.id}"), 404, "not_found")
