@@ -41,21 +41,18 @@ def create_idempotently(model: type[M], *, id: uuid.UUID | None, values: dict[st
     `values` maps attribute names to the values as they will be stored (defaults applied), with
     `created_at` only when the client sent it. A retry whose values all match returns (record, False);
     any difference, another organization's record or a soft-deleted one (`is_deleted`) raises
-    Conflict. Concurrent retries are settled by the primary key: the losers see the winner's row and
-    compare against it.
+    Conflict. The insert comes first (the common case costs no extra query); concurrent retries are
+    settled by the primary key: the losers see the winner's row and compare against it.
     """
-    if id is None:
+    try:
         with transaction.atomic():
-            return model.objects.create(**values), True
-    existing = model.objects.filter(pk=id).first()
-    if existing is None:
-        try:
-            with transaction.atomic():
-                return model.objects.create(id=id, **values), True
-        except IntegrityError:
-            existing = model.objects.filter(pk=id).first()
-            if existing is None:
-                raise
+            return model.objects.create(**values, **({"id": id} if id is not None else {})), True
+    except IntegrityError:
+        # With a client id this is usually a retry: compare with the stored row (committed, since
+        # PostgreSQL made this insert wait for the other transaction to finish).
+        existing = model.objects.filter(pk=id).first() if id is not None else None
+        if existing is None:
+            raise
     if existing.organization_id != values["organization_id"] or existing.is_deleted:
         raise Conflict("This id is already used by another record.")
     differing = [name for name, value in values.items() if not json_equal(getattr(existing, name), value)]

@@ -111,7 +111,7 @@ if _database["ENGINE"] == "django.db.backends.postgresql":
             "pool": {
                 "min_size": env_int("DB_POOL_MIN_SIZE", 2, minimum=0),
                 "max_size": env_int("DB_POOL_MAX_SIZE", 20, minimum=1),
-                "timeout": env_int("DB_POOL_TIMEOUT", 10, minimum=1),
+                "timeout": env_int("DB_POOL_TIMEOUT", 5, minimum=1),
             },
         }
     )

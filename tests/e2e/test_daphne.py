@@ -1,0 +1,81 @@
+"""End to end over HTTP against a real daphne process."""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx
+import pytest
+
+from superai_flow.organizations.models import Organization
+from superai_flow.organizations.services import api_key_create
+from tests.e2e.servers import DaphneServer
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def api(daphne_server):
+    organization = Organization.objects.create(name="E2E")
+    _, key = api_key_create(organization=organization, name="e2e")
+    headers = {"Authorization": f"Bearer {key}"}
+    with httpx.Client(base_url=daphne_server.url, headers=headers, timeout=10) as client:
+        client.organization_id = str(organization.id)
+        yield client
+
+
+def test_a_worker_creates_and_reads_back_a_task_output(api):
+    flow = api.post("/api/v1/flow-executions", json={"organization_id": api.organization_id, "flow_name": "ingest"})
+    assert flow.status_code == 201, flow.text
+    body = {
+        "id": str(uuid.uuid4()),
+        "organization_id": api.organization_id,
+        "flow_execution_id": flow.json()["id"],
+        "task_name": "extract-text",
+        "status": "completed",
+        "summary": {"pages": 10, "word_count": 5000},
+        "output": {"text": "…"},
+        "tags": ["pdf", "pdf", "ocr"],
+    }
+
+    created = api.post("/api/v1/task-outputs", json=body, headers={"X-Request-ID": "e2e-create"})
+    assert created.status_code == 201, created.text
+    assert created.headers["X-Request-ID"] == "e2e-create"
+    assert created.json()["tags"] == ["pdf", "ocr"]
+
+    read = api.get(created.headers["Location"])
+    assert read.status_code == 200 and read.json() == created.json()
+
+    listed = api.get("/api/v1/task-outputs/", params={"flow_execution_id": flow.json()["id"], "summary.pages__gte": 10})
+    assert [row["id"] for row in listed.json()["results"]] == [body["id"]]
+
+    retried = api.post("/api/v1/task-outputs", json=body)
+    assert retried.status_code == 200 and retried.json() == created.json()
+
+    counts = api.get(f"/api/v1/flow-executions/{flow.json()['id']}").json()
+    assert counts["task_output_count"] == 1 and counts["task_output_counts"]["completed"] == 1
+
+
+def test_errors_over_the_wire_are_json_envelopes(api):
+    bad_json = api.post("/api/v1/task-outputs", content=b"{nope", headers={"Content-Type": "application/json"})
+    unauthenticated = httpx.get(str(api.base_url) + "/api/v1/task-outputs")
+    missing = api.get("/api/v1/task-outputs/" + str(uuid.uuid4()))
+
+    for response, status, code in [(bad_json, 400, "parse_error"), (unauthenticated, 401, "not_authenticated"),
+                                   (missing, 404, "not_found")]:  # fmt: skip
+        assert response.status_code == status
+        assert response.headers["Content-Type"] == "application/json"
+        assert response.json()["error"]["code"] == code
+        assert response.json()["request_id"] == response.headers["X-Request-ID"]
+
+
+def test_an_unreachable_database_answers_503():
+    dead = "postgres://postgres@127.0.0.1:1/nothing"
+    with DaphneServer(DATABASE_URL=dead, DB_POOL_TIMEOUT="1", DB_CONNECT_TIMEOUT="1") as server:
+        response = httpx.get(server.url + "/api/v1/task-outputs", headers={"Authorization": "Bearer sfk_" + "a" * 43})
+        health = httpx.get(server.url + "/healthz")
+
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "service_unavailable"
+    assert response.headers["Retry-After"] == "5"
+    assert health.status_code == 503

@@ -1,0 +1,135 @@
+"""Bearer API keys and Django sessions, and what each may see."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import User
+from rest_framework.test import APIClient
+
+from superai_flow.organizations.models import APIKey, Membership
+from superai_flow.organizations.services import api_key_create, api_key_revoke
+from tests.helpers import bearer_client, error_of
+from tests.task_outputs.test_create import URL, body_for
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "Bearer",
+        "Bearer ",
+        "Basic dXNlcjpwYXNz",
+        "Token sfk_abc",
+        "Bearer sfk_short",
+        "Bearer sfk_" + "A" * 43,
+        "Bearer not a key at all",
+        "Bearer sfk_" + "\x00" * 43,
+        "bearer" + " " * 50,
+    ],
+)
+def test_garbage_authorization_headers_are_401(client_a, header):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=header)
+
+    response = client.get(URL)
+
+    error_of(response, 401, "authentication_failed")
+    assert response["WWW-Authenticate"] == 'Bearer realm="api"'
+
+
+def test_the_bearer_scheme_is_case_insensitive(org_a, key_a):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"bearer {key_a}")
+
+    assert client.get(URL).status_code == 200
+
+
+def test_a_revoked_key_is_refused_at_once(org_a, key_a):
+    client = bearer_client(key_a)
+    assert client.get(URL).status_code == 200
+
+    api_key_revoke(api_key=APIKey.objects.get(organization=org_a))
+
+    error_of(client.get(URL), 401, "authentication_failed")
+
+
+def test_only_a_hash_of_the_key_is_stored(org_a):
+    api_key, raw_key = api_key_create(organization=org_a, name="x")
+
+    stored = APIKey.objects.filter(pk=api_key.pk).values().get()
+    assert raw_key not in {str(value) for value in stored.values()}
+    assert raw_key.startswith(api_key.prefix)
+
+
+def test_last_used_is_recorded_at_most_once_a_minute(org_a, key_a):
+    client = bearer_client(key_a)
+    client.get(URL)
+    first = APIKey.objects.get().last_used_at
+    client.get(URL)
+
+    assert first is not None
+    assert APIKey.objects.get().last_used_at == first
+
+    APIKey.objects.update(last_used_at=first - timedelta(minutes=2))
+    client.get(URL)
+    assert APIKey.objects.get().last_used_at > first
+
+
+@pytest.fixture
+def member(org_a) -> User:
+    user = User.objects.create_user("alice", password="pw")
+    Membership.objects.create(user=user, organization=org_a)
+    return user
+
+
+def session_client(user, *, enforce_csrf=False) -> APIClient:
+    client = APIClient(enforce_csrf_checks=enforce_csrf)
+    client.force_login(user)
+    return client
+
+
+def test_a_signed_in_member_sees_their_organizations_outputs(member, flow_a, flow_b, make_output):
+    mine = make_output(flow_a)
+    make_output(flow_b)
+
+    response = session_client(member).get(URL)
+
+    assert [row["id"] for row in response.json()["results"]] == [str(mine.id)]
+
+
+def test_a_signed_in_user_without_memberships_sees_nothing(flow_a, make_output):
+    make_output(flow_a)
+    loner = User.objects.create_user("bob", password="pw")
+
+    assert session_client(loner).get(URL).json()["results"] == []
+
+
+def test_a_superuser_sees_every_organization(flow_a, flow_b, make_output):
+    make_output(flow_a)
+    make_output(flow_b)
+    root = User.objects.create_superuser("root", password="pw")
+
+    assert len(session_client(root).get(URL).json()["results"]) == 2
+
+
+def test_a_session_post_needs_a_csrf_token(member, flow_a):
+    client = session_client(member, enforce_csrf=True)
+
+    error_of(client.post(URL, body_for(flow_a)), 403, "permission_denied")
+
+    client.get("/admin/login/")  # any page that sets the CSRF cookie
+    token = client.cookies["csrftoken"].value
+    assert client.post(URL, body_for(flow_a), HTTP_X_CSRFTOKEN=token).status_code == 201
+
+
+def test_a_member_of_two_organizations_cannot_mix_them(member, org_b, flow_a):
+    Membership.objects.create(user=member, organization=org_b)
+
+    response = session_client(member).post(URL, body_for(flow_a, organization_id=str(org_b.id)))
+
+    error_of(response, 404, "not_found")
+
+
+def test_a_member_may_not_act_for_other_organizations(member, flow_b):
+    error_of(session_client(member).post(URL, body_for(flow_b)), 403, "permission_denied")
