@@ -11,7 +11,6 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
@@ -82,8 +81,6 @@ def _describe(exc: Exception) -> tuple[int, str, str, list[dict[str, Any]], dict
         return 404, "not_found", "Not found.", [], {}
     if isinstance(exc, DjangoPermissionDenied):
         return 403, "permission_denied", "You do not have permission to perform this action.", [], {}
-    if isinstance(exc, RequestDataTooBig):
-        return 413, "payload_too_large", "The request body is too large.", [], {}
     if isinstance(exc, drf.APIException):
         headers = {}
         if getattr(exc, "auth_header", None):

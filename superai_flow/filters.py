@@ -18,7 +18,7 @@ from django_filters.rest_framework import DjangoFilterBackend
 from rest_framework.exceptions import ErrorDetail, ValidationError
 
 from superai_flow.json_queries import COMPARISONS, JSONArrayContainsAll, JSONPathCompare, JSONPathEquals
-from superai_flow.serializers import json_problem, parse_aware_timestamp, text_problem
+from superai_flow.serializers import TIMESTAMP_ERRORS, json_problem, parse_aware_timestamp, text_problem
 
 
 class _ListWidget(forms.Widget):
@@ -38,11 +38,7 @@ class _CommaListWidget(_ListWidget):
 
 
 class TimestampFormField(forms.Field):
-    default_error_messages = {
-        "invalid": "Enter an ISO 8601 timestamp with a time zone, e.g. 2026-01-31T12:00:00Z.",
-        "naive": "The timestamp must carry a time zone (Z or an offset such as +02:00).",
-        "out_of_range": "The timestamp is out of range.",
-    }
+    default_error_messages = TIMESTAMP_ERRORS
 
     def to_python(self, value):
         if value in self.empty_values:
@@ -120,9 +116,15 @@ class KeysetOrderingFilter(django_filters.ChoiceFilter):
 
 
 class StrictFilterSet(django_filters.FilterSet):
-    """A FilterSet whose `json_key_fields` also accept `<field>.<path>[__op]` parameters."""
+    """Filters every list has (creation time window, ordering); `json_key_fields` also accept
+    `<field>.<path>[__op]` parameters."""
 
     json_key_fields: tuple[str, ...] = ()
+
+    organization_id = django_filters.UUIDFilter()
+    created_after = TimestampFilter(field_name="created_at", lookup_expr="gte")
+    created_before = TimestampFilter(field_name="created_at", lookup_expr="lt")
+    ordering = KeysetOrderingFilter(field_name="created_at")
 
 
 def _not_json(constant: str):

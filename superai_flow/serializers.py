@@ -108,14 +108,17 @@ class StrictChoiceField(serializers.ChoiceField):
         raise ValidationError(f"{shown} is not a valid choice; use one of: {valid}.", code="invalid_choice")
 
 
+TIMESTAMP_ERRORS = {
+    "invalid": "Must be an ISO 8601 timestamp string, e.g. 2026-01-31T12:00:00Z.",
+    "naive": "The timestamp must carry a time zone (Z or an offset such as +02:00).",
+    "out_of_range": "The timestamp is out of range.",
+}
+
+
 class AwareDateTimeField(serializers.DateTimeField):
     """An ISO 8601 timestamp string with a time zone, returned in UTC."""
 
-    default_error_messages = {
-        "invalid": "Must be an ISO 8601 timestamp string, e.g. 2026-01-31T12:00:00Z.",
-        "naive": "The timestamp must carry a time zone (Z or an offset such as +02:00).",
-        "out_of_range": "The timestamp is out of range.",
-    }
+    default_error_messages = TIMESTAMP_ERRORS
 
     def to_internal_value(self, value):
         if not isinstance(value, str):

@@ -179,7 +179,6 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "superai_flow.pagination.KeysetPagination",
     "EXCEPTION_HANDLER": "superai_flow.errors.exception_handler",
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
-    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 
 # Limits on what a client may send (docs/api.md explains each).

@@ -57,7 +57,7 @@ def api_key_authenticate(raw_key: str) -> APIKey | None:
     """The active key matching `raw_key`, or None. Looks up by prefix, compares hashes in constant time."""
     if not _KEY_FORMAT.fullmatch(raw_key):
         return None
-    api_key = APIKey.objects.select_related("organization").filter(prefix=raw_key[:_LOOKUP_PREFIX_LENGTH]).first()
+    api_key = APIKey.objects.filter(prefix=raw_key[:_LOOKUP_PREFIX_LENGTH]).first()
     if api_key is None or not hmac.compare_digest(api_key.key_hash, _hash(raw_key)) or not api_key.is_active:
         return None
     _touch(api_key)

@@ -23,7 +23,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_database_url() -> str:
+def shared_database_url() -> str:
     """DATABASE_URL of the database pytest-django created, for servers to share with the tests."""
     settings = connection.settings_dict
     if connection.vendor == "sqlite":
@@ -40,7 +40,7 @@ class DaphneServer:
     def __init__(self, **env: str):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "DATABASE_URL": test_database_url(), **env}
+        self.env = {**os.environ, "DATABASE_URL": shared_database_url(), **env}
         handle, name = tempfile.mkstemp(prefix="daphne-", suffix=".log")
         os.close(handle)
         self.log_path = Path(name)

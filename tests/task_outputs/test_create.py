@@ -353,6 +353,14 @@ def test_create_rejects_lone_surrogates(client_a, flow_a, raw_fragment):
     assert TaskOutput.objects.count() == 0
 
 
+def test_an_unknown_field_named_with_a_lone_surrogate_still_gets_a_clean_422(client_a, flow_a):
+    body = json.dumps(body_for(flow_a))[:-1] + ', "bad\\udc80name": 1}'
+    response = post_raw(client_a, body)
+
+    error_of(response, 422, "validation_error")
+    assert response.json()["error"]["details"][0]["field"] == "bad\udc80name"
+
+
 def test_create_accepts_a_correctly_paired_surrogate_escape(client_a, flow_a):
     body = json.dumps(body_for(flow_a))[:-1] + ', "tags": ["\\ud83d\\ude00"]}'
     response = post_raw(client_a, body)
