@@ -44,6 +44,12 @@ class FlowExecution(TimestampedModel):
     def __str__(self) -> str:
         return f"{self.flow_name} v{self.flow_version} ({self.id})"
 
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        instance = super().from_db(db, field_names, values)
+        instance.saved_status = instance.__dict__.get("status")
+        return instance
+
     @property
     def is_deleted(self) -> bool:
         return self.status == Status.DELETED

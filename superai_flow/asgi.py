@@ -8,13 +8,19 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "superai_flow.settings")
 # Django must be set up before anything imports models (routing, consumers).
 django_asgi_app = get_asgi_application()
 
+from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from superai_flow.notifications import AttachDispatcher  # noqa: E402
 from superai_flow.routing import websocket_urlpatterns  # noqa: E402
 
-application = ProtocolTypeRouter(
-    {
-        "http": django_asgi_app,
-        "websocket": URLRouter(websocket_urlpatterns),
-    }
+application = AttachDispatcher(
+    ProtocolTypeRouter(
+        {
+            "http": django_asgi_app,
+            # Consumers check credentials and, for cookie sessions, the Origin themselves (Bearer
+            # clients may send no Origin), so no blanket origin validator wraps them.
+            "websocket": AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
+        }
+    )
 )

@@ -1,4 +1,4 @@
-"""Who is calling, and which organizations they may act for.
+"""Who is calling, and which organizations they may act for, over HTTP and WebSocket handshakes.
 
 API clients send `Authorization: Bearer <api key>` (one organization per key); signed-in browser
 users act for the organizations they are members of (superusers: all of them).
@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from urllib.parse import urlparse
 
+from channels.db import database_sync_to_async
+from channels.security.websocket import OriginValidator
+from django.conf import settings
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.request import Request
@@ -95,3 +99,57 @@ def require_organization(request: Request, organization_id: uuid.UUID) -> None:
         raise PermissionDenied(
             details=[detail("organization_id", "permission_denied", "You may not act for this organization.")]
         )
+
+
+# --- WebSocket handshakes -------------------------------------------------------------------------
+
+CLOSE_NOT_AUTHENTICATED = 4401
+CLOSE_FORBIDDEN = 4403
+
+
+@dataclass(frozen=True)
+class WebSocketCaller:
+    """Who opened a WebSocket: the organizations they may watch (None: every organization)."""
+
+    organization_ids: frozenset[uuid.UUID] | None
+
+
+async def websocket_caller(scope) -> WebSocketCaller | int:
+    """Authenticate a handshake by `Authorization: Bearer` or the session cookie; else a close code.
+
+    Cookie-authenticated connections must come from an allowed Origin (cross-site WebSocket
+    hijacking); Bearer clients may send no Origin at all.
+    """
+    headers = dict(scope.get("headers", []))
+    authorization = headers.get(b"authorization")
+    if authorization is not None:
+        scheme, _, credentials = authorization.decode("latin-1").strip().partition(" ")
+        if scheme.lower() != "bearer":
+            return CLOSE_NOT_AUTHENTICATED
+        api_key = await database_sync_to_async(api_key_authenticate)(credentials.strip())
+        if api_key is None:
+            return CLOSE_NOT_AUTHENTICATED
+        return WebSocketCaller(frozenset({api_key.organization_id}))
+    user = scope.get("user")
+    if user is None or not user.is_authenticated:
+        return CLOSE_NOT_AUTHENTICATED
+    origin = headers.get(b"origin")
+    if origin is None or not _origin_validator.valid_origin(urlparse(origin.decode("latin-1"))):
+        return CLOSE_FORBIDDEN
+    if user.is_superuser:
+        return WebSocketCaller(None)
+    return WebSocketCaller(await database_sync_to_async(organization_ids_for_user)(user))
+
+
+class _AllowedHostsOrigins(OriginValidator):
+    """Channels' origin matching against ALLOWED_HOSTS, read when checked (so settings overrides apply)."""
+
+    def __init__(self):
+        super().__init__(application=None, allowed_origins=())
+
+    def valid_origin(self, parsed_origin) -> bool:
+        self.allowed_origins = settings.ALLOWED_HOSTS
+        return super().valid_origin(parsed_origin)
+
+
+_origin_validator = _AllowedHostsOrigins()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from django.db import IntegrityError, models, transaction
@@ -35,7 +36,13 @@ def json_equal(a: Any, b: Any) -> bool:
     return a == b
 
 
-def create_idempotently(model: type[M], *, id: uuid.UUID | None, values: dict[str, Any]) -> tuple[M, bool]:
+def create_idempotently(
+    model: type[M],
+    *,
+    id: uuid.UUID | None,
+    values: dict[str, Any],
+    server_values: Callable[[], dict[str, Any]] | None = None,
+) -> tuple[M, bool]:
     """Create a tenant record, or return the stored one when a client retries with the same `id`.
 
     `values` maps attribute names to the values as they will be stored (defaults applied), with
@@ -43,10 +50,12 @@ def create_idempotently(model: type[M], *, id: uuid.UUID | None, values: dict[st
     any difference, another organization's record or a soft-deleted one (`is_deleted`) raises
     Conflict. The insert comes first (the common case costs no extra query); concurrent retries are
     settled by the primary key: the losers see the winner's row and compare against it.
+    `server_values`, called inside the insert's transaction, adds fields that retries do not compare.
     """
     try:
         with transaction.atomic():
-            return model.objects.create(**values, **({"id": id} if id is not None else {})), True
+            extra = server_values() if server_values is not None else {}
+            return model.objects.create(**values, **extra, **({"id": id} if id is not None else {})), True
     except IntegrityError:
         # With a client id this is usually a retry: compare with the stored row (committed, since
         # PostgreSQL made this insert wait for the other transaction to finish).

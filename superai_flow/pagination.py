@@ -1,8 +1,8 @@
-"""Keyset (cursor) pagination over (timestamp, id): stable while rows are inserted between pages.
+"""Keyset (cursor) pagination over (key, id): stable while rows are inserted between pages.
 
 A cursor names the last row seen, so a page never repeats or skips a row whatever is inserted
 elsewhere. Cursors are opaque to clients (base64 of a small JSON document) and tied to the ordering
-they were made for.
+they were made for. They can also carry what a traversal decided on its first page (`begin`).
 """
 
 from __future__ import annotations
@@ -12,8 +12,10 @@ import binascii
 import json
 import uuid
 from datetime import datetime
+from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Q, QuerySet
 from rest_framework.exceptions import ErrorDetail, ValidationError
 from rest_framework.pagination import BasePagination
@@ -38,7 +40,10 @@ class KeysetPagination(BasePagination):
         self.ordering = ordering
         descending = ordering.startswith("-")
         cursor = request.query_params.get("cursor")
-        position, backwards = self._decode(cursor) if cursor else (None, False)
+        if cursor:
+            position, backwards, self.carry = self._decode(cursor, queryset.model)
+        else:
+            position, backwards, self.carry = None, False, self.begin()
 
         # Walking backwards means walking the opposite order, then reversing the page.
         step_down = descending != backwards
@@ -62,6 +67,10 @@ class KeysetPagination(BasePagination):
             self.previous_position = (self._position(first) if first else position) if position else None
         return rows
 
+    def begin(self) -> dict[str, Any]:
+        """What a traversal settles on its first page and keeps in its cursors; nothing by default."""
+        return {}
+
     def get_paginated_response(self, data):
         next_link, previous_link = self._link(self.next_position, False), self._link(self.previous_position, True)
         return Response({"results": data, "next": next_link, "previous": previous_link})
@@ -75,27 +84,35 @@ class KeysetPagination(BasePagination):
             raise _invalid("page_size", f"Must be an integer from 1 to {maximum}.")
         return int(raw)
 
-    def _position(self, row) -> tuple[datetime, uuid.UUID]:
+    def _position(self, row) -> tuple[Any, uuid.UUID]:
         return getattr(row, self.field), row.pk
 
     def _link(self, position, backwards: bool) -> str | None:
         if position is None:
             return None
         value, pk = position
-        document = {"o": self.ordering, "k": [value.isoformat(), str(pk)], "b": backwards}
+        key = value.isoformat() if isinstance(value, datetime) else value
+        document = {"o": self.ordering, "k": [key, str(pk)], "b": backwards, "x": self.carry}
         token = base64.urlsafe_b64encode(json.dumps(document, separators=(",", ":")).encode()).decode().rstrip("=")
         return replace_query_param(self.request.build_absolute_uri(), "cursor", token)
 
-    def _decode(self, token: str) -> tuple[tuple[datetime, uuid.UUID], bool]:
+    def _decode(self, token: str, model) -> tuple[tuple[Any, uuid.UUID], bool, dict[str, Any]]:
+        invalid = _invalid("cursor", "Invalid cursor; use the `next` or `previous` link of a page.")
         try:
             document = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
             value, pk = document["k"]
-            position = datetime.fromisoformat(value), uuid.UUID(pk)
-            ordering, backwards = document["o"], document["b"]
+            ordering, backwards, carry = document["o"], document["b"], document["x"]
         except (ValueError, TypeError, KeyError, binascii.Error, UnicodeDecodeError):
-            raise _invalid("cursor", "Invalid cursor; use the `next` or `previous` link of a page.") from None
+            raise invalid from None
         if ordering != self.ordering:
             raise _invalid("cursor", f"This cursor was made for ordering={ordering}; start again without it.")
-        if position[0].tzinfo is None or not isinstance(backwards, bool):
-            raise _invalid("cursor", "Invalid cursor; use the `next` or `previous` link of a page.")
-        return position, backwards
+        try:
+            key = model._meta.get_field(self.field).to_python(value)
+            position = key, uuid.UUID(pk)
+        except (ValueError, TypeError, DjangoValidationError):
+            raise invalid from None
+        if (isinstance(key, datetime) and key.tzinfo is None) or not isinstance(backwards, bool):
+            raise invalid
+        if not isinstance(carry, dict):
+            raise invalid
+        return position, backwards, carry

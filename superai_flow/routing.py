@@ -1,3 +1,5 @@
 """WebSocket routes of every app, gathered for the ASGI application."""
 
-websocket_urlpatterns: list = []
+from task_outputs.routing import websocket_urlpatterns as task_output_routes
+
+websocket_urlpatterns = [*task_output_routes]

@@ -133,17 +133,35 @@ else:
 DATABASES = {"default": _database}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# --- Channels -----------------------------------------------------------------------------------
+# --- Channels and live updates -------------------------------------------------------------------
 REDIS_URL = env_str("REDIS_URL") or None
 if REDIS_URL:
+    # Redis pub/sub: a group message is published once and fanned out inside each server process,
+    # whatever the number of watchers. Delivery is at most once; clients resume from cursors.
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": env_str("CHANNEL_LAYER_PREFIX", "superai_flow")},
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {
+                "hosts": [{"address": REDIS_URL, "socket_connect_timeout": 2, "socket_keepalive": True}],
+                "prefix": env_str("CHANNEL_LAYER_PREFIX", "superai_flow"),
+            },
         }
     }
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# The background dispatcher of notifications (superai_flow.notifications).
+NOTIFY_MAX_QUEUE = env_int("NOTIFY_MAX_QUEUE", 10_000, minimum=1)
+NOTIFY_SEND_TIMEOUT_SECONDS = env_int("NOTIFY_SEND_TIMEOUT_SECONDS", 2, minimum=1)
+NOTIFY_MAX_AGE_SECONDS = env_int("NOTIFY_MAX_AGE_SECONDS", 30, minimum=1)
+NOTIFY_DRAIN_SECONDS = env_int("NOTIFY_DRAIN_SECONDS", 5, minimum=0)
+# How far back the cursors of live messages reach (task_outputs.live): the longest a message may take
+# to arrive (NOTIFY_MAX_AGE_SECONDS), plus room for clock differences between servers.
+LIVE_CURSOR_GRACE_SECONDS = env_int("LIVE_CURSOR_GRACE_SECONDS", NOTIFY_MAX_AGE_SECONDS + 10, minimum=0)
+# Every WebSocket gets {"type": "heartbeat"} this often, so that idle proxies keep it open.
+WS_HEARTBEAT_SECONDS = env_int("WS_HEARTBEAT_SECONDS", 25, minimum=1)
+# A resume that would replay more task outputs than this gets {"type": "resync_required"} instead.
+WS_MAX_REPLAY = env_int("WS_MAX_REPLAY", 10_000, minimum=1)
 
 # --- Auth, i18n, static ---------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

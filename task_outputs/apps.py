@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_save
 
 
 class TaskOutputsConfig(AppConfig):
@@ -6,3 +7,9 @@ class TaskOutputsConfig(AppConfig):
 
     name = "task_outputs"
     verbose_name = "Task outputs"
+
+    def ready(self) -> None:
+        from task_outputs.models import TaskOutput
+        from task_outputs.signals import task_output_saved
+
+        post_save.connect(task_output_saved, sender=TaskOutput, dispatch_uid="task_output_saved")

@@ -32,6 +32,12 @@ class TaskOutput(TimestampedModel):
     output = models.JSONField(null=True, blank=True)
     tags = models.JSONField(default=list, blank=True)
     modified_by = models.CharField(max_length=255, default="system")
+    # Live cursors (task_outputs.live): the transaction that last wrote the row, the oldest transaction
+    # still open at that moment, the cursor its messages carry, and how many times the row was written.
+    write_txid = models.BigIntegerField(default=0, editable=False)
+    write_horizon = models.BigIntegerField(default=0, editable=False)
+    cursor_horizon = models.BigIntegerField(default=0, editable=False)
+    revision = models.PositiveIntegerField(default=1, editable=False)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -44,6 +50,12 @@ class TaskOutput(TimestampedModel):
             ),
             models.Index(fields=["organization", "task_name", "created_at", "id"], name="task_out_org_task_created"),
             models.Index(fields=["organization", "status", "created_at", "id"], name="task_out_org_status_created"),
+            # Replays and `?after=`: what an organization (or, through it, a flow) wrote since a cursor.
+            models.Index(fields=["organization", "write_txid", "id"], name="task_out_org_txid"),
+            # SQLite numbers writes with MAX(write_txid) + 1.
+            models.Index(fields=["write_txid"], name="task_out_txid"),
+            # Cursors look up the first write of the last LIVE_CURSOR_GRACE_SECONDS.
+            models.Index(fields=["updated_at"], name="task_out_updated"),
         ]
         constraints = [
             models.CheckConstraint(

@@ -10,6 +10,7 @@ from typing import Any
 from flow_executions.lifecycle import Status
 from flow_executions.models import FlowExecution, TaskExecution
 from superai_flow.db import create_idempotently
+from task_outputs import live
 from task_outputs.models import TaskOutput
 
 
@@ -45,4 +46,4 @@ def task_output_create(
     }
     if created_at is not None:
         values["created_at"] = created_at
-    return create_idempotently(TaskOutput, id=id, values=values)
+    return create_idempotently(TaskOutput, id=id, values=values, server_values=live.write_position)

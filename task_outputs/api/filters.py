@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import django_filters
+from django import forms
 
 from flow_executions.lifecycle import Status
 from superai_flow.filters import (
@@ -11,7 +12,39 @@ from superai_flow.filters import (
     StrictFilterSet,
     TextFilter,
 )
+from task_outputs import live
 from task_outputs.models import TaskOutput
+
+
+class LiveCursorField(forms.Field):
+    default_error_messages = {"invalid": "Not a live cursor; use one from a WebSocket message or X-Live-Cursor."}
+
+    def to_python(self, value):
+        if value in self.empty_values:
+            return None
+        try:
+            return live.decode_cursor(value)
+        except live.InvalidCursor:
+            raise forms.ValidationError(self.error_messages["invalid"], code="invalid") from None
+
+
+class LiveCursorFilter(django_filters.Filter):
+    """`after=<live cursor>`: what was written since, in transaction order (oldest first)."""
+
+    field_class = LiveCursorField
+
+    def filter(self, qs, value):
+        return qs if value is None else live.written_since(qs, value)
+
+
+class TaskOutputFilterForm(forms.Form):
+    def clean(self):
+        data = super().clean()
+        if data.get("after") is not None and data.get("ordering"):
+            raise forms.ValidationError(
+                {"ordering": forms.ValidationError("Results after a live cursor come in write order.", code="invalid")}
+            )
+        return data
 
 
 class TaskOutputFilterSet(StrictFilterSet):
@@ -22,7 +55,9 @@ class TaskOutputFilterSet(StrictFilterSet):
     task_name = TextFilter()
     status = ChoicesFilter(choices=Status.choices)
     tag = AllTagsFilter(field_name="tags", max_length=100)
+    after = LiveCursorFilter()
 
     class Meta:
         model = TaskOutput
+        form = TaskOutputFilterForm
         fields: list[str] = []

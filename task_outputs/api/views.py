@@ -11,6 +11,7 @@ from superai_flow.api import create_response, validated_body
 from superai_flow.authentication import require_organization, scope_to_caller
 from superai_flow.exceptions import NotFound, detail
 from task_outputs.api.filters import TaskOutputFilterSet
+from task_outputs.api.pagination import LiveKeysetPagination
 from task_outputs.api.serializers import TaskOutputCreateSerializer, TaskOutputSerializer
 from task_outputs.models import TaskOutput
 from task_outputs.services import task_output_create
@@ -19,6 +20,7 @@ from task_outputs.services import task_output_create
 class TaskOutputViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = TaskOutputSerializer
     filterset_class = TaskOutputFilterSet
+    pagination_class = LiveKeysetPagination
 
     def get_queryset(self):
         return scope_to_caller(TaskOutput.objects.exclude(status=Status.DELETED), self.request)

@@ -1,5 +1,9 @@
+from __future__ import annotations
+
 import pytest
 
+from superai_flow.organizations.models import Organization
+from superai_flow.organizations.services import api_key_create
 from tests.e2e.servers import DaphneServer
 
 
@@ -8,3 +12,10 @@ def daphne_server(django_db_setup, django_db_blocker):
     """One daphne process for the session, on the test database (tests commit with transaction=True)."""
     with django_db_blocker.unblock(), DaphneServer() as server:
         yield server
+
+
+@pytest.fixture
+def tenant(transactional_db) -> tuple[str, str]:
+    """(organization id, API key) of a fresh organization, committed so that servers see it."""
+    organization = Organization.objects.create(name="E2E")
+    return str(organization.id), api_key_create(organization=organization, name="e2e")[1]

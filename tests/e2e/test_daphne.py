@@ -7,20 +7,16 @@ import uuid
 import httpx
 import pytest
 
-from superai_flow.organizations.models import Organization
-from superai_flow.organizations.services import api_key_create
 from tests.e2e.servers import DaphneServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
-def api(daphne_server):
-    organization = Organization.objects.create(name="E2E")
-    _, key = api_key_create(organization=organization, name="e2e")
-    headers = {"Authorization": f"Bearer {key}"}
-    with httpx.Client(base_url=daphne_server.url, headers=headers, timeout=10) as client:
-        client.organization_id = str(organization.id)
+def api(daphne_server, tenant):
+    organization_id, key = tenant
+    with httpx.Client(base_url=daphne_server.url, headers={"Authorization": f"Bearer {key}"}, timeout=10) as client:
+        client.organization_id = organization_id
         yield client
 
 

@@ -12,7 +12,7 @@ from channels.layers import get_channel_layer
 @pytest.mark.redis
 def test_the_redis_channel_layer_delivers_group_messages():
     layer = get_channel_layer()
-    assert type(layer).__module__ == "channels_redis.core"
+    assert type(layer).__module__ == "channels_redis.pubsub"
     group = f"test.{uuid.uuid4().hex}"
 
     async def round_trip():

@@ -68,8 +68,8 @@ def test_postgres_uses_the_psycopg_pool_not_persistent_connections(tmp_path):
 def test_redis_url_selects_the_redis_channel_layer(tmp_path):
     loaded = settings_with(tmp_path, REDIS_URL="redis://cache.example:6380/2")
 
-    assert loaded["layer"] == "channels_redis.core.RedisChannelLayer"
-    assert loaded["layer_hosts"] == ["redis://cache.example:6380/2"]
+    assert loaded["layer"] == "channels_redis.pubsub.RedisPubSubChannelLayer"
+    assert [host["address"] for host in loaded["layer_hosts"]] == ["redis://cache.example:6380/2"]
 
 
 def test_debug_and_allowed_hosts_come_from_the_environment(tmp_path):

@@ -252,7 +252,8 @@ def test_summary_queries_reject_malformed_input(client_a, summaries, param, valu
     ("query", "field", "code"),
     [
         ({"flow_id": "x"}, "flow_id", "unknown_parameter"),
-        ({"after": "x"}, "after", "unknown_parameter"),
+        ({"after": "x"}, "after", "invalid"),
+        ({"after": "bGl2ZTox", "ordering": "created_at"}, "ordering", "invalid"),
         ({"ordering": "task_name"}, "ordering", "invalid_choice"),
         ({"status": "done"}, "status", "invalid_choice"),
         ({"flow_execution_id": "nope"}, "flow_execution_id", "invalid"),

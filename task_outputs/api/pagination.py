@@ -1,0 +1,26 @@
+"""Task output lists also tell clients where to resume live updates from."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from superai_flow.pagination import KeysetPagination
+from task_outputs import live
+
+
+class LiveKeysetPagination(KeysetPagination):
+    """Keyset pagination that answers `X-Live-Cursor`: the live cursor taken before the first page's query.
+
+    A client that walks every page and then resumes (WebSocket `resume` or `?after=`) from that cursor
+    misses nothing written while it walked, whatever the ordering.
+    """
+
+    def begin(self) -> dict[str, Any]:
+        return {"h": live.current_horizon()}
+
+    def get_paginated_response(self, data):
+        response = super().get_paginated_response(data)
+        horizon = self.carry.get("h")
+        if isinstance(horizon, int):
+            response["X-Live-Cursor"] = live.encode_cursor(horizon)
+        return response

@@ -1,0 +1,240 @@
+"""WebSocket feeds of task outputs: one flow execution's outputs, or an organization's live summaries.
+
+Both authenticate on the handshake (superai_flow.authentication.websocket_caller), forward the
+messages the dispatcher sends to their groups, replay what a client missed after `{"type": "resume",
+"after": <cursor>}`, and send `{"type": "heartbeat"}` every WS_HEARTBEAT_SECONDS so that idle
+proxies keep the connection open. Close codes: 4400 malformed message, cursor or filter; 4401 not
+authenticated; 4403 forbidden; 4404 no such flow execution for this caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from typing import Any
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.db.models import QuerySet
+
+from flow_executions.lifecycle import Status
+from flow_executions.models import FlowExecution
+from superai_flow.authentication import CLOSE_FORBIDDEN, WebSocketCaller, websocket_caller
+from superai_flow.json_queries import JSONArrayContainsAll
+from superai_flow.notifications import flow_group, summary_group
+from superai_flow.organizations.models import Organization
+from task_outputs import live
+from task_outputs.models import TaskOutput
+
+logger = logging.getLogger(__name__)
+
+CLOSE_MALFORMED = 4400
+CLOSE_NOT_FOUND = 4404
+CLOSE_TRY_AGAIN_LATER = 1013
+REPLAY_BATCH = 200
+RESUMED = json.dumps({"type": "resumed"})
+RESYNC_REQUIRED = json.dumps({"type": "resync_required"})
+HEARTBEAT = json.dumps({"type": "heartbeat"})
+
+
+class LiveFeedConsumer(AsyncWebsocketConsumer):
+    """What both feeds share; subclasses choose the groups (`open_feed`) and the rows a resume replays."""
+
+    joined: tuple[str, ...] = ()
+    heartbeat: asyncio.Task | None = None
+
+    async def connect(self) -> None:
+        await self.accept()
+        caller = await websocket_caller(self.scope)
+        if isinstance(caller, int):
+            await self.close(code=caller)
+            return
+        outcome = await self.open_feed(caller)
+        if isinstance(outcome, int):
+            await self.close(code=outcome)
+            return
+        try:
+            for group in outcome:
+                await self.channel_layer.group_add(group, self.channel_name)
+                self.joined += (group,)
+        except Exception:
+            logger.exception("Could not join %s; closing the WebSocket", outcome)
+            await self.close(code=CLOSE_TRY_AGAIN_LATER)
+            return
+        self.heartbeat = asyncio.create_task(self._beat())
+
+    async def disconnect(self, code: int) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.cancel()
+        for group in self.joined:
+            try:
+                await self.channel_layer.group_discard(group, self.channel_name)
+            except Exception:
+                logger.warning("Could not leave %s", group, exc_info=True)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        try:
+            message = json.loads(text_data) if text_data is not None else None
+        except ValueError:
+            message = None
+        if not isinstance(message, dict) or message.get("type") != "resume":
+            await self.close(code=CLOSE_MALFORMED)
+            return
+        try:
+            horizon = live.decode_cursor(message.get("after"))
+        except live.InvalidCursor:
+            await self.close(code=CLOSE_MALFORMED)
+            return
+        await self.replay(horizon)
+
+    async def replay(self, horizon: int) -> None:
+        """Every row written since `horizon`, in transaction order, then `resumed` (or `resync_required`)."""
+        if await database_sync_to_async(self._too_many)(horizon):
+            await self.send(text_data=RESYNC_REQUIRED)
+            return
+        after: tuple[int, uuid.UUID] | None = None
+        while True:
+            texts, after = await database_sync_to_async(self._replay_batch)(horizon, after)
+            for text in texts:
+                await self.send(text_data=text)
+            if after is None:
+                break
+        await self.send(text_data=RESUMED)
+
+    def _too_many(self, horizon: int) -> bool:
+        limit = settings.WS_MAX_REPLAY
+        return live.written_since(self.replay_rows(), horizon)[: limit + 1].count() > limit
+
+    def _replay_batch(self, horizon: int, after: tuple[int, uuid.UUID] | None):
+        rows = live.written_since(self.replay_rows(), horizon)
+        if after is not None:
+            txid, pk = after
+            rows = rows.filter(write_txid__gte=txid).exclude(write_txid=txid, id__lte=pk)
+        batch = list(rows[:REPLAY_BATCH])
+        texts = [self.replay_text(row) for row in batch]
+        last = (batch[-1].write_txid, batch[-1].id) if len(batch) == REPLAY_BATCH else None
+        return texts, last
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(settings.WS_HEARTBEAT_SECONDS)
+            await self.send(text_data=HEARTBEAT)
+
+    # --- For subclasses ---------------------------------------------------------------------------
+
+    async def open_feed(self, caller: WebSocketCaller) -> tuple[str, ...] | int:
+        raise NotImplementedError
+
+    def replay_rows(self) -> QuerySet[TaskOutput]:
+        raise NotImplementedError
+
+    def replay_text(self, row: TaskOutput) -> str:
+        raise NotImplementedError
+
+
+class FlowExecutionFeedConsumer(LiveFeedConsumer):
+    """`/ws/flow-executions/{id}/`: every task output of one flow execution, and its status changes."""
+
+    flow_execution: FlowExecution
+
+    async def open_feed(self, caller: WebSocketCaller) -> tuple[str, ...] | int:
+        flow_execution = await database_sync_to_async(self._find)(caller, self.scope["url_route"]["kwargs"]["pk"])
+        if flow_execution is None:
+            return CLOSE_NOT_FOUND
+        self.flow_execution = flow_execution
+        return (flow_group(flow_execution.id),)
+
+    @staticmethod
+    def _find(caller: WebSocketCaller, pk: str) -> FlowExecution | None:
+        flows = FlowExecution.objects.exclude(status=Status.DELETED)
+        if caller.organization_ids is not None:
+            flows = flows.filter(organization_id__in=caller.organization_ids)
+        return flows.filter(pk=pk).first()
+
+    def replay_rows(self) -> QuerySet[TaskOutput]:
+        return TaskOutput.objects.filter(
+            organization_id=self.flow_execution.organization_id, flow_execution_id=self.flow_execution.id
+        )
+
+    def replay_text(self, row: TaskOutput) -> str:
+        return live.flow_message(row, live.replay_event_type(row))
+
+    async def task_output_created(self, event: dict[str, Any]) -> None:
+        await self.send(text_data=event["text"])
+
+    task_output_updated = task_output_created
+    flow_execution_updated = task_output_created
+
+
+class SummaryFeedConsumer(LiveFeedConsumer):
+    """`/ws/task-outputs/summaries/`: compact records of the organization's task outputs as they are written.
+
+    Query filters, as in the REST API: `task_name` and `status` (any of; repeatable or comma-separated),
+    `tag` (repeatable; all must be present), `organization_id` (one of the caller's organizations).
+    """
+
+    organization_ids: frozenset[uuid.UUID]
+    task_names: frozenset[str] = frozenset()
+    statuses: frozenset[str] = frozenset()
+    tags: tuple[str, ...] = ()
+
+    async def open_feed(self, caller: WebSocketCaller) -> tuple[str, ...] | int:
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+        if set(query) - {"task_name", "status", "tag", "organization_id"}:
+            return CLOSE_MALFORMED
+        split = [part for value in query.get("status", []) for part in value.split(",") if part]
+        if any(status not in Status.values for status in split):
+            return CLOSE_MALFORMED
+        self.statuses = frozenset(split)
+        self.task_names = frozenset(part for value in query.get("task_name", []) for part in value.split(",") if part)
+        self.tags = tuple(value for value in query.get("tag", []) if value)
+        organization_ids = await database_sync_to_async(self._organizations)(caller, query.get("organization_id", []))
+        if isinstance(organization_ids, int):
+            return organization_ids
+        self.organization_ids = organization_ids
+        return tuple(summary_group(pk) for pk in sorted(map(str, organization_ids)))
+
+    @staticmethod
+    def _organizations(caller: WebSocketCaller, requested: list[str]) -> frozenset[uuid.UUID] | int:
+        if len(requested) > 1:
+            return CLOSE_MALFORMED
+        if requested:
+            try:
+                wanted = uuid.UUID(requested[0])
+            except ValueError:
+                return CLOSE_MALFORMED
+            allowed = caller.organization_ids
+            if (allowed is None and Organization.objects.filter(pk=wanted).exists()) or (allowed and wanted in allowed):
+                return frozenset({wanted})
+            return CLOSE_FORBIDDEN
+        if caller.organization_ids is None:  # a superuser without a choice: every organization
+            return frozenset(Organization.objects.values_list("pk", flat=True))
+        return caller.organization_ids or CLOSE_FORBIDDEN
+
+    def _wanted(self, task_name: str, status: str, tags: list[str]) -> bool:
+        return (
+            (not self.task_names or task_name in self.task_names)
+            and (not self.statuses or status in self.statuses)
+            and all(tag in tags for tag in self.tags)
+        )
+
+    def replay_rows(self) -> QuerySet[TaskOutput]:
+        rows = TaskOutput.objects.filter(organization_id__in=self.organization_ids)
+        if self.task_names:
+            rows = rows.filter(task_name__in=self.task_names)
+        if self.statuses:
+            rows = rows.filter(status__in=self.statuses)
+        if self.tags:
+            rows = rows.filter(JSONArrayContainsAll("tags", list(self.tags)))
+        return rows
+
+    def replay_text(self, row: TaskOutput) -> str:
+        return live.summary_message(row)
+
+    async def task_output_summary(self, event: dict[str, Any]) -> None:
+        if self._wanted(event["task_name"], event["status"], event["tags"]):
+            await self.send(text_data=event["text"])

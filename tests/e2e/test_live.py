@@ -1,0 +1,173 @@
+"""Live updates end to end: real daphne processes, real WebSocket and HTTP clients."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import signal
+import subprocess
+import threading
+
+import httpx
+import pytest
+from websockets.asyncio.client import connect
+
+from tests.e2e.servers import DaphneServer, RedisServer
+
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
+
+
+def headers(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def new_flow(server: DaphneServer, tenant) -> str:
+    organization_id, key = tenant
+    body = {"organization_id": organization_id, "flow_name": "live"}
+    response = httpx.post(f"{server.url}/api/v1/flow-executions", json=body, headers=headers(key), timeout=10)
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+def post_output(server: DaphneServer, tenant, flow_id: str, task_name: str, client=httpx) -> dict:
+    organization_id, key = tenant
+    body = {"organization_id": organization_id, "flow_execution_id": flow_id, "task_name": task_name, "summary": {}}
+    response = client.post(f"{server.url}/api/v1/task-outputs", json=body, headers=headers(key), timeout=10)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def watch(server: DaphneServer, key: str, path: str):
+    return connect(server.url.replace("http", "ws", 1) + path, additional_headers=headers(key), open_timeout=10)
+
+
+async def next_message(socket, timeout: float = 10) -> dict:
+    while (message := json.loads(await asyncio.wait_for(socket.recv(), timeout)))["type"] == "heartbeat":
+        pass
+    return message
+
+
+async def test_a_watcher_receives_an_output_posted_over_http(daphne_server, tenant):
+    flow_id = new_flow(daphne_server, tenant)
+    async with (
+        watch(daphne_server, tenant[1], f"/ws/flow-executions/{flow_id}/") as flow_socket,
+        watch(daphne_server, tenant[1], "/ws/task-outputs/summaries/") as summary_socket,
+    ):
+        created = await asyncio.to_thread(post_output, daphne_server, tenant, flow_id, "extract")
+
+        flow_message = await next_message(flow_socket)
+        summary_message = await next_message(summary_socket)
+
+    assert flow_message["type"] == "task_output.created" and flow_message["data"] == created
+    assert summary_message["type"] == "task_output.summary" and summary_message["data"]["id"] == created["id"]
+
+
+@pytest.mark.redis
+async def test_a_watcher_on_one_server_receives_an_output_posted_to_another(tenant):
+    with DaphneServer() as server_a, DaphneServer() as server_b:
+        flow_id = new_flow(server_b, tenant)
+        async with watch(server_a, tenant[1], f"/ws/flow-executions/{flow_id}/") as socket:
+            created = await asyncio.to_thread(post_output, server_b, tenant, flow_id, "extract")
+
+            message = await next_message(socket)
+
+    assert message["data"]["id"] == created["id"]
+
+
+@pytest.mark.redis
+async def test_writes_succeed_while_redis_is_down_and_delivery_resumes_after(tenant):
+    with RedisServer() as redis, DaphneServer(REDIS_URL=redis.url) as server:
+        flow_id = new_flow(server, tenant)
+        async with watch(server, tenant[1], f"/ws/flow-executions/{flow_id}/") as socket:
+            await asyncio.to_thread(redis.stop)
+            during = [await asyncio.to_thread(post_output, server, tenant, flow_id, f"down-{n}") for n in range(3)]
+            listed = httpx.get(
+                f"{server.url}/api/v1/task-outputs", params={"flow_execution_id": flow_id}, headers=headers(tenant[1])
+            ).json()["results"]
+            assert {row["id"] for row in listed} == {row["id"] for row in during}
+
+            await asyncio.to_thread(redis.start)
+            # The server resubscribes by itself; keep posting until a new output arrives.
+            for attempt in range(30):
+                probe = await asyncio.to_thread(post_output, server, tenant, flow_id, f"after-{attempt}")
+                try:
+                    while (await next_message(socket, timeout=1))["data"]["id"] != probe["id"]:
+                        pass
+                    break
+                except TimeoutError:
+                    continue
+            else:
+                pytest.fail("no output was delivered after Redis came back")
+
+
+async def test_a_client_that_keeps_reconnecting_misses_nothing_under_concurrent_writers(daphne_server, tenant):
+    flow_id = new_flow(daphne_server, tenant)
+    path = f"/ws/flow-executions/{flow_id}/"
+    listing = httpx.get(
+        f"{daphne_server.url}/api/v1/task-outputs", params={"flow_execution_id": flow_id}, headers=headers(tenant[1])
+    )
+    cursor = listing.headers["X-Live-Cursor"]
+    created: list[str] = []
+    writing = threading.Event()
+    writing.set()
+
+    def writer(n: int) -> None:
+        with httpx.Client() as client:
+            for i in range(25):
+                created.append(post_output(daphne_server, tenant, flow_id, f"w{n}-{i}", client=client)["id"])
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    received: set[str] = set()
+    reconnects = 0
+
+    async def session(deadline: float | None) -> None:
+        """One connection: resume from the cursor, then read until `deadline` (or until replay ends)."""
+        nonlocal cursor
+        async with watch(daphne_server, tenant[1], path) as socket:
+            await socket.send(json.dumps({"type": "resume", "after": cursor}))
+            loop = asyncio.get_running_loop()
+            while deadline is None or loop.time() < deadline:
+                try:
+                    message = await next_message(socket, timeout=0.2)
+                except TimeoutError:
+                    continue
+                if message["type"] == "resumed" and deadline is None:
+                    return
+                if message["type"].startswith("task_output."):
+                    received.add(message["data"]["id"])
+                    cursor = message["cursor"]
+
+    while any(thread.is_alive() for thread in threads):
+        await session(asyncio.get_running_loop().time() + random.uniform(0.2, 0.8))
+        reconnects += 1
+    await session(None)  # a last resume after the writers finished
+
+    assert len(created) == 200
+    assert reconnects >= 2
+    assert set(created) <= received, f"missed {len(set(created) - received)} outputs"
+
+
+@pytest.mark.redis
+async def test_notifications_still_queued_at_shutdown_are_sent(tenant):
+    with (
+        RedisServer() as redis,
+        DaphneServer(REDIS_URL=redis.url) as leaving,
+        DaphneServer(REDIS_URL=redis.url) as staying,
+    ):
+        flow_id = new_flow(leaving, tenant)
+        async with watch(staying, tenant[1], f"/ws/flow-executions/{flow_id}/") as socket:
+            # Writes to Redis (PUBLISH included) wait 3 s: the notifications stay queued in `leaving`.
+            pause = ["redis-cli", "-p", str(redis.port), "CLIENT", "PAUSE", "3000", "WRITE"]
+            subprocess.run(pause, check=True, capture_output=True)
+            created = [await asyncio.to_thread(post_output, leaving, tenant, flow_id, f"t{n}") for n in range(3)]
+            leaving.process.send_signal(signal.SIGTERM)
+
+            received = set()
+            while received != {row["id"] for row in created}:
+                received.add((await next_message(socket, timeout=15))["data"]["id"])
+
+        assert leaving.process.wait(timeout=20) == 0
+        assert "Sending" in leaving.output() and "queued notifications before exit" in leaving.output()

@@ -1,0 +1,71 @@
+"""Live-update fixtures: a dispatcher on the test's event loop, communicators on the real ASGI app."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest_asyncio
+from channels.layers import InMemoryChannelLayer, get_channel_layer
+from channels.testing import WebsocketCommunicator
+from django.conf import settings
+
+from superai_flow import notifications
+from superai_flow.asgi import application
+
+
+@pytest_asyncio.fixture
+async def dispatcher(monkeypatch):
+    """This test's dispatcher, on its event loop (where an in-memory layer's consumers live too)."""
+    fresh = notifications.Dispatcher(
+        max_queue=settings.NOTIFY_MAX_QUEUE,
+        send_timeout=settings.NOTIFY_SEND_TIMEOUT_SECONDS,
+        max_age=settings.NOTIFY_MAX_AGE_SECONDS,
+        drain_seconds=0,
+    )
+    fresh.attach(asyncio.get_running_loop())
+    monkeypatch.setattr(notifications, "_dispatcher", fresh)
+    yield fresh
+    fresh.close()
+
+
+def communicator(path: str, *, key: str | None = None, headers=()) -> WebsocketCommunicator:
+    all_headers = list(headers)
+    if key is not None:
+        all_headers.append((b"authorization", f"Bearer {key}".encode()))
+    return WebsocketCommunicator(application, path, headers=all_headers)
+
+
+async def open_socket(path: str, **kwargs) -> WebsocketCommunicator:
+    """A connected communicator that the server kept open (it failed the test otherwise)."""
+    socket = communicator(path, **kwargs)
+    connected, _ = await socket.connect()
+    assert connected
+    assert await socket.receive_nothing(timeout=0.2), "the server closed or spoke first"
+    return socket
+
+
+async def close_code(socket: WebsocketCommunicator) -> int:
+    """The code the server closed with (it accepts first, then closes)."""
+    connected, _ = await socket.connect()
+    assert connected
+    event = await socket.receive_output(timeout=5)
+    assert event["type"] == "websocket.close", event
+    return event["code"]
+
+
+async def next_message(socket: WebsocketCommunicator, timeout: float = 5) -> dict:
+    """The next JSON message that is not a heartbeat."""
+    while True:
+        message = json.loads(await socket.receive_from(timeout=timeout))
+        if message["type"] != "heartbeat":
+            return message
+
+
+def group_members(group: str) -> set[str]:
+    """The channels of this process in `group`, read from the in-memory or Redis pub/sub layer."""
+    layer = get_channel_layer()
+    if isinstance(layer, InMemoryChannelLayer):
+        return set(layer.groups.get(group, {}))
+    loop_layer = layer._get_layer()
+    return set(loop_layer.groups.get(loop_layer._get_group_channel_name(group), set()))

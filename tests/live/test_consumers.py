@@ -1,0 +1,314 @@
+"""The WebSocket feeds through the real ASGI application and channel layer (Redis in CI's Redis pass)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+from channels.db import database_sync_to_async
+from django.contrib.auth.models import User
+from django.db import transaction
+
+from flow_executions.lifecycle import Status
+from superai_flow.organizations.models import APIKey, Membership
+from superai_flow.organizations.services import api_key_create, api_key_revoke
+from task_outputs import live
+from task_outputs.services import task_output_create
+from tests.live.conftest import close_code, communicator, group_members, next_message, open_socket
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
+
+FULL_FIELDS = {"id", "flow_execution_id", "organization_id", "flow_version", "task_execution_id", "task_name",
+               "status", "summary", "output", "tags", "modified_by", "created_at", "updated_at"}  # fmt: skip
+SUMMARY_FIELDS = {"id", "flow_execution_id", "task_name", "status", "summary", "tags", "created_at"}
+
+
+def flow_path(flow) -> str:
+    return f"/ws/flow-executions/{flow.id}/"
+
+
+SUMMARIES = "/ws/task-outputs/summaries/"
+
+
+@database_sync_to_async
+def create_output(flow, **fields):
+    fields.setdefault("task_name", "extract")
+    fields.setdefault("summary", {"pages": 3})
+    return task_output_create(flow_execution=flow, **fields)[0]
+
+
+# --- Delivery -----------------------------------------------------------------------------------
+
+
+async def test_a_flow_watcher_receives_each_new_output_with_a_cursor(dispatcher, flow_a, key_a):
+    socket = await open_socket(flow_path(flow_a), key=key_a)
+
+    output = await create_output(flow_a, tags=["pdf"], output={"text": "…"})
+    message = await next_message(socket)
+
+    assert message["type"] == "task_output.created"
+    assert set(message["data"]) == FULL_FIELDS
+    assert message["data"]["id"] == str(output.id) and message["data"]["output"] == {"text": "…"}
+    assert live.decode_cursor(message["cursor"]) <= output.write_txid
+    await socket.disconnect()
+
+
+async def test_a_summary_watcher_receives_compact_records(dispatcher, flow_a, key_a):
+    socket = await open_socket(SUMMARIES, key=key_a)
+
+    output = await create_output(flow_a, summary={"pages": 10, "word_count": 5000})
+    message = await next_message(socket)
+
+    assert message["type"] == "task_output.summary"
+    assert set(message["data"]) == SUMMARY_FIELDS
+    assert message["data"]["id"] == str(output.id)
+    assert message["data"]["summary"] == {"pages": 10, "word_count": 5000}
+    assert message["cursor"]
+    await socket.disconnect()
+
+
+@pytest.mark.parametrize(
+    ("query", "wanted"),
+    [
+        ("?status=completed", {"done"}),
+        ("?status=failed,completed", {"done", "failed"}),
+        ("?status=failed&status=completed", {"done", "failed"}),
+        ("?task_name=extract", {"done", "failed"}),
+        ("?tag=pdf&tag=ocr", {"tagged"}),
+        ("?tag=pdf", {"tagged", "done"}),
+    ],
+)
+async def test_summary_filters_choose_what_arrives(dispatcher, flow_a, key_a, query, wanted):
+    socket = await open_socket(SUMMARIES + query, key=key_a)
+
+    created = {
+        "done": await create_output(flow_a, status=Status.COMPLETED, tags=["pdf"]),
+        "failed": await create_output(flow_a, status=Status.FAILED),
+        "tagged": await create_output(flow_a, task_name="ocr", status=Status.RUNNING, tags=["ocr", "pdf"]),
+    }
+    # Matches every filter above, so its arrival means everything before it has been decided.
+    marker = await create_output(flow_a, status=Status.COMPLETED, tags=["pdf", "ocr"])
+    names = {str(output.id): name for name, output in created.items()}
+    received = set()
+    while (data := (await next_message(socket))["data"])["id"] != str(marker.id):
+        received.add(names[data["id"]])
+
+    assert received == wanted
+    await socket.disconnect()
+
+
+async def test_flow_status_changes_reach_the_flow_watchers(dispatcher, flow_a, key_a):
+    socket = await open_socket(flow_path(flow_a), key=key_a)
+
+    def start():
+        flow_a.status = Status.RUNNING
+        flow_a.save()
+
+    await database_sync_to_async(start)()
+    message = await next_message(socket)
+
+    assert message["type"] == "flow_execution.updated"
+    assert message["data"]["id"] == str(flow_a.id) and message["data"]["status"] == "running"
+    await socket.disconnect()
+
+
+async def test_a_rolled_back_output_is_never_announced(dispatcher, flow_a, key_a):
+    flow_socket = await open_socket(flow_path(flow_a), key=key_a)
+    summary_socket = await open_socket(SUMMARIES, key=key_a)
+
+    def create_then_fail():
+        with transaction.atomic():
+            task_output_create(flow_execution=flow_a, task_name="doomed", summary={})
+            raise RuntimeError("rolled back")
+
+    with pytest.raises(RuntimeError):
+        await database_sync_to_async(create_then_fail)()
+    kept = await create_output(flow_a, task_name="kept")
+
+    assert (await next_message(flow_socket))["data"]["id"] == str(kept.id)
+    assert (await next_message(summary_socket))["data"]["id"] == str(kept.id)
+    await flow_socket.disconnect()
+    await summary_socket.disconnect()
+
+
+# --- Isolation and authentication ---------------------------------------------------------------
+
+
+async def test_another_organization_hears_nothing(dispatcher, flow_a, flow_b, key_a):
+    key_b = await database_sync_to_async(lambda: api_key_create(organization=flow_b.organization, name="b")[1])()
+    theirs = await open_socket(SUMMARIES, key=key_b)
+    theirs_flow = await open_socket(flow_path(flow_b), key=key_b)
+    mine = await open_socket(SUMMARIES, key=key_a)
+
+    await create_output(flow_a)
+    await next_message(mine)  # delivered to org A ...
+
+    assert await theirs.receive_nothing(timeout=0.5)  # ... and to nobody in org B
+    assert await theirs_flow.receive_nothing(timeout=0.1)
+    assert await close_code(communicator(flow_path(flow_a), key=key_b)) == 4404
+    for socket in (theirs, theirs_flow, mine):
+        await socket.disconnect()
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [],
+        [(b"authorization", b"Bearer sfk_" + b"x" * 43)],
+        [(b"authorization", b"Basic dXNlcjpwYXNz")],
+        [(b"authorization", b"Bearer")],
+        [(b"origin", b"http://localhost")],
+    ],
+)
+async def test_missing_or_bad_credentials_close_with_4401(flow_a, headers):
+    assert await close_code(communicator(flow_path(flow_a), headers=headers)) == 4401
+    assert await close_code(communicator(SUMMARIES, headers=headers)) == 4401
+
+
+async def test_a_revoked_key_closes_with_4401(flow_a, org_a, key_a):
+    await database_sync_to_async(lambda: api_key_revoke(api_key=APIKey.objects.get(organization=org_a)))()
+
+    assert await close_code(communicator(flow_path(flow_a), key=key_a)) == 4401
+
+
+async def test_unknown_deleted_or_foreign_flows_close_with_4404(make_flow, org_a, flow_b, key_a):
+    deleted = await database_sync_to_async(make_flow)(org_a, status=Status.DELETED)
+
+    for flow_id in (uuid.uuid4(), deleted.id, flow_b.id):
+        assert await close_code(communicator(f"/ws/flow-executions/{flow_id}/", key=key_a)) == 4404
+
+
+@pytest.fixture
+def signed_in_cookie(org_a, client):
+    user = User.objects.create_user("alice", password="pw")
+    Membership.objects.create(user=user, organization=org_a)
+    client.force_login(user)
+    return (b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode())
+
+
+async def test_a_session_from_an_allowed_origin_may_watch(dispatcher, flow_a, signed_in_cookie):
+    socket = await open_socket(flow_path(flow_a), headers=[signed_in_cookie, (b"origin", b"http://localhost:8000")])
+
+    output = await create_output(flow_a)
+
+    assert (await next_message(socket))["data"]["id"] == str(output.id)
+    await socket.disconnect()
+
+
+@pytest.mark.parametrize("origin", [None, b"https://evil.example", b"null"])
+async def test_a_session_from_another_origin_closes_with_4403(flow_a, signed_in_cookie, origin):
+    headers = [signed_in_cookie] + ([(b"origin", origin)] if origin else [])
+
+    assert await close_code(communicator(flow_path(flow_a), headers=headers)) == 4403
+
+
+async def test_a_session_sees_only_its_organizations(flow_b, signed_in_cookie):
+    origin = (b"origin", b"http://localhost")
+
+    assert await close_code(communicator(flow_path(flow_b), headers=[signed_in_cookie, origin])) == 4404
+    path = f"{SUMMARIES}?organization_id={flow_b.organization_id}"
+    assert await close_code(communicator(path, headers=[signed_in_cookie, origin])) == 4403
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["?status=nope", "?colour=red", f"?organization_id={uuid.uuid4()}x", "?organization_id=a&organization_id=b"],
+)
+async def test_bad_summary_filters_close_with_4400(key_a, query):
+    assert await close_code(communicator(SUMMARIES + query, key=key_a)) == 4400
+
+
+# --- Messages from clients ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "not json",
+        "[]",
+        '{"type": "subscribe"}',
+        '{"type": "resume"}',
+        '{"type": "resume", "after": "garbage"}',
+        '{"type": "resume", "after": 12}',
+    ],
+)
+async def test_malformed_messages_close_with_4400(flow_a, key_a, text):
+    socket = await open_socket(flow_path(flow_a), key=key_a)
+
+    await socket.send_to(text_data=text)
+    event = await socket.receive_output(timeout=5)
+
+    assert event == {"type": "websocket.close", "code": 4400}
+
+
+async def test_resume_replays_what_was_missed_then_says_resumed(dispatcher, org_a, flow_a, key_a, make_flow):
+    socket = await open_socket(flow_path(flow_a), key=key_a)
+    first = await create_output(flow_a, task_name="first")
+    cursor = (await next_message(socket))["cursor"]
+    await socket.disconnect()
+
+    missed = [await create_output(flow_a, task_name=f"missed-{i}") for i in range(3)]
+    other_flow = await database_sync_to_async(make_flow)(org_a)
+    await create_output(other_flow, task_name="elsewhere")
+
+    socket = await open_socket(flow_path(flow_a), key=key_a)
+    await socket.send_json_to({"type": "resume", "after": cursor})
+    replayed = []
+    while (message := await next_message(socket))["type"] != "resumed":
+        assert message["type"] == "task_output.created" and message["cursor"]
+        replayed.append(message["data"]["task_name"])
+
+    # Everything missed, in write order; the output already seen may come again (clients deduplicate).
+    assert [name for name in replayed if name != first.task_name] == [m.task_name for m in missed]
+    await socket.disconnect()
+
+
+async def test_summary_resume_honours_the_filters(dispatcher, flow_a, key_a):
+    cursor = live.encode_cursor(await database_sync_to_async(live.current_horizon)())
+    await create_output(flow_a, status=Status.FAILED)
+    wanted = await create_output(flow_a, status=Status.COMPLETED)
+
+    socket = await open_socket(SUMMARIES + "?status=completed", key=key_a)
+    await socket.send_json_to({"type": "resume", "after": cursor})
+
+    assert (await next_message(socket))["data"]["id"] == str(wanted.id)
+    assert (await next_message(socket))["type"] == "resumed"
+    await socket.disconnect()
+
+
+async def test_too_long_a_replay_asks_the_client_to_resync(dispatcher, flow_a, key_a, settings):
+    settings.WS_MAX_REPLAY = 3
+    cursor = live.encode_cursor(await database_sync_to_async(live.current_horizon)())
+    for _ in range(4):
+        await create_output(flow_a)
+
+    socket = await open_socket(flow_path(flow_a), key=key_a)
+    await socket.send_json_to({"type": "resume", "after": cursor})
+
+    assert (await next_message(socket)) == {"type": "resync_required"}
+    output = await create_output(flow_a)
+    assert (await next_message(socket))["data"]["id"] == str(output.id)  # live messages go on
+    await socket.disconnect()
+
+
+async def test_idle_connections_get_heartbeats(flow_a, key_a, settings):
+    settings.WS_HEARTBEAT_SECONDS = 1
+    socket = await open_socket(flow_path(flow_a), key=key_a)
+
+    assert await socket.receive_json_from(timeout=3) == {"type": "heartbeat"}
+    await socket.disconnect()
+
+
+async def test_disconnecting_leaves_the_group(dispatcher, flow_a, key_a):
+    socket = await open_socket(flow_path(flow_a), key=key_a)
+    await socket.disconnect()
+    await asyncio.sleep(0.05)
+
+    # A second watcher still gets messages; the first, gone, left no member behind.
+    watcher = await open_socket(flow_path(flow_a), key=key_a)
+    output = await create_output(flow_a)
+    assert (await next_message(watcher))["data"]["id"] == str(output.id)
+    await watcher.disconnect()
+
+    assert group_members(f"flow_execution.{flow_a.id}") == set()
