@@ -23,7 +23,8 @@ def readme_block(marker: str) -> str:
 def read_line(process: subprocess.Popen, timeout: float = 15) -> str:
     with selectors.DefaultSelector() as selector:
         selector.register(process.stdout, selectors.EVENT_READ)
-        assert selector.select(timeout), f"no output within {timeout} s: {process.stderr.read() if process.poll() else ''}"
+        ready = selector.select(timeout)
+    assert ready, f"no output within {timeout} s: {process.stderr.read() if process.poll() is not None else ''}"
     return process.stdout.readline()
 
 
@@ -37,9 +38,8 @@ def test_the_watch_example_prints_new_outputs(daphne_server, tenant, tmp_path):
     script = tmp_path / "watch.py"
     script.write_text(readme_block("watch-example"))
     ws_url = daphne_server.url.replace("http", "ws", 1)
-    watcher = subprocess.Popen(
-        [sys.executable, str(script), ws_url, key, flow["id"]], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    command = [sys.executable, str(script), ws_url, key, flow["id"]]
+    watcher = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert read_line(watcher).startswith("watching")
         body = {"organization_id": organization_id, "flow_execution_id": flow["id"], "task_name": "summarize",
