@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
 import pytest_asyncio
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from channels.testing import WebsocketCommunicator
@@ -14,19 +15,25 @@ from superai_flow import notifications
 from superai_flow.asgi import application
 
 
-@pytest_asyncio.fixture
-async def dispatcher(monkeypatch):
-    """This test's dispatcher, on its event loop (where an in-memory layer's consumers live too)."""
+@pytest.fixture(autouse=True)
+def own_dispatcher(monkeypatch):
+    """Each test gets its own dispatcher, so none stays tied to an earlier test's (closed) event loop."""
     fresh = notifications.Dispatcher(
         max_queue=settings.NOTIFY_MAX_QUEUE,
         send_timeout=settings.NOTIFY_SEND_TIMEOUT_SECONDS,
         max_age=settings.NOTIFY_MAX_AGE_SECONDS,
         drain_seconds=0,
     )
-    fresh.attach(asyncio.get_running_loop())
     monkeypatch.setattr(notifications, "_dispatcher", fresh)
     yield fresh
     fresh.close()
+
+
+@pytest_asyncio.fixture
+async def dispatcher(own_dispatcher):
+    """The test's dispatcher on its event loop, where an in-memory layer's consumers live too."""
+    own_dispatcher.attach(asyncio.get_running_loop())
+    return own_dispatcher
 
 
 def communicator(path: str, *, key: str | None = None, headers=()) -> WebsocketCommunicator:
