@@ -23,6 +23,10 @@ class FlowExecution(TimestampedModel):
     input = models.JSONField(null=True, blank=True)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
     modified_by = models.CharField(max_length=255, default="system")
+    started_at = models.DateTimeField(null=True, blank=True, help_text="When it first ran.")
+    completed_at = models.DateTimeField(null=True, blank=True, help_text="When it first completed or failed.")
+
+    finished_field = "completed_at"
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -75,6 +79,8 @@ class TaskExecution(TimestampedModel):
     finished_at = models.DateTimeField(null=True, blank=True)
     modified_by = models.CharField(max_length=255, default="system")
 
+    finished_field = "finished_at"
+
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [
@@ -89,3 +95,14 @@ class TaskExecution(TimestampedModel):
 
     def __str__(self) -> str:
         return f"{self.task_name} attempt {self.attempt} ({self.id})"
+
+    @property
+    def is_deleted(self) -> bool:
+        return self.status == Status.DELETED
+
+    @property
+    def duration_ms(self) -> int | None:
+        """Milliseconds from start to finish, when both are known."""
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return round((self.finished_at - self.started_at).total_seconds() * 1000)

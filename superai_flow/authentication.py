@@ -60,6 +60,12 @@ class APIKeyAuthentication(BaseAuthentication):
         return 'Bearer realm="api"'
 
 
+def caller_identity(request: Request) -> str:
+    """Who made a change, for `modified_by`: `api_key:<key id>` or `user:<user id>`."""
+    user = request.user
+    return user.identity if isinstance(user, APIKeyUser) else f"user:{user.pk}"
+
+
 def caller_organization_ids(request: Request) -> frozenset[uuid.UUID] | None:
     """The organizations the caller may see and act for; None means every organization (superusers)."""
     cached = getattr(request, "_organization_ids", False)

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
-from superai_flow.exceptions import Conflict, detail
+from superai_flow.exceptions import Conflict, NotFound, detail
 
 M = TypeVar("M", bound=models.Model)
 
@@ -71,3 +71,14 @@ def create_idempotently(
             details=[detail(name, "conflict", "Differs from the stored record with this id.") for name in differing],
         )
     return existing, False
+
+
+def lock_for_change(record: M) -> M:
+    """`record` again, locked until the transaction ends, so that concurrent changes take turns.
+
+    NotFound when it was soft-deleted meanwhile (`is_deleted`).
+    """
+    locked = type(record).objects.select_for_update().get(pk=record.pk)
+    if locked.is_deleted:
+        raise NotFound()
+    return locked

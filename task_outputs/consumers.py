@@ -236,7 +236,10 @@ class SummaryFeedConsumer(LiveFeedConsumer):
         )
 
     def replay_rows(self) -> QuerySet[TaskOutput]:
-        rows = TaskOutput.objects.filter(organization_id__in=self.organization_ids)
+        # Deleted outputs replay too (as their deletion); those of deleted flow executions are gone.
+        rows = TaskOutput.objects.filter(organization_id__in=self.organization_ids).exclude(
+            flow_execution__status=Status.DELETED
+        )
         if self.task_names:
             rows = rows.filter(task_name__in=self.task_names)
         if self.statuses:

@@ -1,4 +1,4 @@
-"""Writes for task outputs."""
+"""Writes for task outputs: create, change (stale, deleted, tags) and soft delete."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from flow_executions.lifecycle import Status
+from django.db import transaction
+
+from flow_executions.lifecycle import TASK_OUTPUT_TARGETS, Status, check_transition
 from flow_executions.models import FlowExecution, TaskExecution
-from superai_flow.db import create_idempotently
+from superai_flow.db import create_idempotently, lock_for_change
 from task_outputs import live
 from task_outputs.models import TaskOutput
 
@@ -47,3 +49,34 @@ def task_output_create(
     if created_at is not None:
         values["created_at"] = created_at
     return create_idempotently(TaskOutput, id=id, values=values, server_values=live.write_position)
+
+
+@transaction.atomic
+def task_output_update(
+    *,
+    task_output: TaskOutput,
+    actor: str,
+    status: str | None = None,
+    tags: Iterable[str] | None = None,
+    modified_by: str | None = None,
+) -> TaskOutput:
+    """Mark stale or deleted (the lifecycle, restricted to those), retag; watchers get `task_output.updated`."""
+    record = lock_for_change(task_output)
+    changed = status is not None and check_transition(record.status, status, targets=TASK_OUTPUT_TARGETS)
+    if changed:
+        record.status = status
+    if tags is not None and list(dict.fromkeys(tags)) != record.tags:
+        record.tags = list(dict.fromkeys(tags))
+        changed = True
+    if changed or (modified_by is not None and modified_by != record.modified_by):
+        record.modified_by = modified_by or actor
+        for name, value in live.write_position().items():
+            setattr(record, name, value)
+        record.revision += 1
+        record.save()
+    return record
+
+
+def task_output_delete(*, task_output: TaskOutput, actor: str) -> None:
+    """Soft delete: kept for audit, hidden from every list and read; watchers see it go."""
+    task_output_update(task_output=task_output, actor=actor, status=Status.DELETED)

@@ -6,6 +6,7 @@ import uuid
 
 import pytest
 
+from flow_executions.models import TaskExecution
 from tests.helpers import error_of
 
 OUTPUTS = "/api/v1/task-outputs"
@@ -79,3 +80,33 @@ def test_reusing_the_other_tenants_id_conflicts_without_revealing_or_changing_it
     assert body_of_409["error"]["details"] == []
     other_output.refresh_from_db()
     assert other_output.organization_id != own_flow.organization_id
+
+
+def test_changing_or_deleting_the_other_tenants_records_is_404_and_changes_nothing(tenants):
+    viewer, _, other_flow, other_output = tenants
+    task = TaskExecution.objects.create(
+        organization_id=other_flow.organization_id, flow_execution=other_flow, task_name="t"
+    )
+    targets = {
+        f"{FLOWS}/{other_flow.id}": {"status": "running"},
+        f"{OUTPUTS}/{other_output.id}": {"status": "deleted"},
+        f"/api/v1/task-executions/{task.id}": {"status": "running"},
+    }
+    for path, change in targets.items():
+        error_of(viewer.patch(path, change), 404, "not_found")
+        error_of(viewer.get(path), 404, "not_found")
+    for path in (f"{FLOWS}/{other_flow.id}", f"{OUTPUTS}/{other_output.id}"):
+        error_of(viewer.delete(path), 404, "not_found")
+    assert viewer.get("/api/v1/task-executions").json()["results"] == []
+    other_flow.refresh_from_db()
+    other_output.refresh_from_db()
+    task.refresh_from_db()
+    assert (other_flow.status, other_output.status, task.status) == ("queued", "queued", "queued")
+
+
+def test_starting_a_task_execution_for_the_other_tenant_is_403(tenants):
+    viewer, _, other_flow, _ = tenants
+    body = {"organization_id": str(other_flow.organization_id), "flow_execution_id": str(other_flow.id),
+            "task_name": "t"}  # fmt: skip
+
+    error_of(viewer.post("/api/v1/task-executions", body), 403, "permission_denied")

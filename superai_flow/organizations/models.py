@@ -64,5 +64,5 @@ class APIKey(TimestampedModel):
 
     @property
     def identity(self) -> str:
-        """How this key appears in `modified_by` and logs."""
-        return f"api_key:{self.prefix}"
+        """How this key appears in `modified_by` and logs (its id: nothing of the secret)."""
+        return f"api_key:{self.id}"

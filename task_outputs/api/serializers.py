@@ -49,6 +49,14 @@ class TaskOutputCreateSerializer(StrictSerializer):
         return value
 
 
+class TaskOutputChangeSerializer(StrictSerializer):
+    """PATCH /task-outputs/{id}: `status` (only to stale or deleted), `tags`, `modified_by`."""
+
+    status = StrictChoiceField(choices=Status.values, required=False)
+    tags = TagsField(required=False)
+    modified_by = StrictCharField(max_length=255, required=False)
+
+
 class TaskOutputSerializer(serializers.Serializer):
     """The stored record, as every endpoint returns it."""
 

@@ -75,3 +75,34 @@ def test_an_unreachable_database_answers_503():
     assert response.json()["error"]["code"] == "service_unavailable"
     assert response.headers["Retry-After"] == "5"
     assert health.status_code == 503
+
+
+def test_every_execution_endpoint_answers_over_http(api):
+    org = api.organization_id
+    flow = api.post("/api/v1/flow-executions", json={"organization_id": org, "flow_name": "cycle"}).json()
+    task = api.post(
+        "/api/v1/task-executions", json={"organization_id": org, "flow_execution_id": flow["id"], "task_name": "t"}
+    ).json()
+    output = api.post(
+        "/api/v1/task-outputs",
+        json={"organization_id": org, "flow_execution_id": flow["id"], "task_execution_id": task["id"],
+              "task_name": "t", "summary": {}, "status": "completed"},
+    ).json()  # fmt: skip
+
+    steps = [
+        ("GET", "/api/v1/task-executions", None, 200),
+        ("GET", f"/api/v1/task-executions/{task['id']}", None, 200),
+        ("PATCH", f"/api/v1/task-executions/{task['id']}", {"status": "running", "retries": 1}, 200),
+        ("PATCH", f"/api/v1/task-outputs/{output['id']}", {"status": "stale"}, 200),
+        ("PATCH", f"/api/v1/task-outputs/{output['id']}", {"status": "completed"}, 409),
+        ("DELETE", f"/api/v1/task-outputs/{output['id']}", None, 204),
+        ("GET", f"/api/v1/task-outputs/{output['id']}", None, 404),
+        ("PATCH", f"/api/v1/flow-executions/{flow['id']}", {"status": "running"}, 200),
+        ("DELETE", f"/api/v1/flow-executions/{flow['id']}", None, 204),
+        ("GET", f"/api/v1/flow-executions/{flow['id']}", None, 404),
+        ("GET", f"/api/v1/task-executions/{task['id']}", None, 404),
+    ]
+    for method, path, body, status in steps:
+        response = api.request(method, path, json=body)
+        assert response.status_code == status, (method, path, response.text)
+        assert response.headers["X-Request-ID"]

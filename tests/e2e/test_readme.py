@@ -52,3 +52,27 @@ def test_the_watch_example_prints_new_outputs(daphne_server, tenant, tmp_path):
 
     assert line.startswith("task_output.created ")
     assert created["id"] in line and '"pages": 12' in line
+
+
+def test_the_worker_example_runs_the_whole_cycle(daphne_server, tenant, tmp_path):
+    organization_id, key = tenant
+    script = tmp_path / "worker.py"
+    script.write_text(readme_block("worker-example"))
+
+    run = subprocess.run(
+        [sys.executable, str(script), daphne_server.url, key, organization_id],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines() == [
+        "POST flow-executions 201 running",
+        "POST task-executions 201 running",
+        "POST task-outputs 201 completed",
+        "PATCH task-executions 200 completed",
+        "PATCH flow-executions 200 completed",
+    ]
+    flows = httpx.get(f"{daphne_server.url}/api/v1/flow-executions", headers={"Authorization": f"Bearer {key}"})
+    assert flows.json()["results"][0]["status"] == "completed"

@@ -13,8 +13,8 @@ from flow_executions.models import FlowExecution
 from tests.helpers import detail_codes, error_of
 
 URL = "/api/v1/flow-executions"
-FIELDS = ["id", "organization_id", "flow_name", "flow_version", "status", "input", "modified_by", "created_at",
-          "updated_at"]  # fmt: skip
+FIELDS = ["id", "organization_id", "flow_name", "flow_version", "status", "input", "modified_by", "started_at",
+          "completed_at", "created_at", "updated_at"]  # fmt: skip
 
 
 def body_for(organization, **fields):
