@@ -7,6 +7,7 @@ from rest_framework import mixins, status, viewsets
 from rest_framework.response import Response
 
 from flow_executions.api.filters import FlowExecutionFilterSet, TaskExecutionFilterSet
+from flow_executions.api.references import flow_execution_named_in
 from flow_executions.api.serializers import (
     FlowExecutionCreateSerializer,
     FlowExecutionDetailSerializer,
@@ -17,7 +18,6 @@ from flow_executions.api.serializers import (
     TaskExecutionSerializer,
 )
 from flow_executions.selectors import (
-    referenced_flow_execution,
     task_output_counts,
     visible_flow_executions,
     visible_task_executions,
@@ -73,11 +73,7 @@ class TaskExecutionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
 
     def create(self, request):
         body = validated_body(request, TaskExecutionCreateSerializer)
-        organization_id = body.pop("organization_id")
-        require_organization(request, organization_id)
-        flow_execution = referenced_flow_execution(
-            organization_id=organization_id, flow_execution_id=body.pop("flow_execution_id")
-        )
+        flow_execution = flow_execution_named_in(request, body)
         task_execution, created = task_execution_create(flow_execution=flow_execution, **body)
         location = reverse("task-execution-detail", kwargs={"pk": task_execution.pk})
         return create_response(TaskExecutionSerializer(task_execution).data, created=created, location=location)

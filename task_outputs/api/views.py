@@ -6,9 +6,10 @@ from django.urls import reverse
 from rest_framework import mixins, status, viewsets
 from rest_framework.response import Response
 
-from flow_executions.selectors import referenced_flow_execution, referenced_task_execution
+from flow_executions.api.references import flow_execution_named_in
+from flow_executions.selectors import referenced_task_execution
 from superai_flow.api import create_response, validated_body
-from superai_flow.authentication import caller_identity, require_organization, scope_to_caller
+from superai_flow.authentication import caller_identity, scope_to_caller
 from task_outputs.api.filters import TaskOutputFilterSet
 from task_outputs.api.pagination import LiveKeysetPagination
 from task_outputs.api.serializers import TaskOutputChangeSerializer, TaskOutputCreateSerializer, TaskOutputSerializer
@@ -26,11 +27,7 @@ class TaskOutputViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
 
     def create(self, request):
         body = validated_body(request, TaskOutputCreateSerializer)
-        organization_id = body.pop("organization_id")
-        require_organization(request, organization_id)
-        flow_execution = referenced_flow_execution(
-            organization_id=organization_id, flow_execution_id=body.pop("flow_execution_id")
-        )
+        flow_execution = flow_execution_named_in(request, body)
         task_execution_id = body.pop("task_execution_id")
         task_execution = None
         if task_execution_id is not None:
