@@ -1,6 +1,7 @@
-"""URL routes: the REST API under /api/v1/, admin, the front page and a health check."""
+"""URL routes: the REST API under /api/v1/, pages, sign-in, admin and a health check."""
 
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from superai_flow import views
@@ -13,6 +14,9 @@ api_v1 = [
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.health, name="health"),
+    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("", include("task_outputs.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
 ]

@@ -184,7 +184,8 @@ class FlowExecutionFeedConsumer(LiveFeedConsumer):
 
 
 class SummaryFeedConsumer(LiveFeedConsumer):
-    """`/ws/task-outputs/summaries/`: compact records of the organization's task outputs as they are written.
+    """`/ws/task-outputs/summaries/`: compact records of the organization's task outputs as they are written,
+    and `flow_execution.updated` when one of its flow executions changes status.
 
     Query filters, as in the REST API: `task_name` and `status` (any of; repeatable or comma-separated),
     `tag` (repeatable; all must be present), `organization_id` (one of the caller's organizations).
@@ -254,3 +255,7 @@ class SummaryFeedConsumer(LiveFeedConsumer):
     async def task_output_summary(self, event: dict[str, Any]) -> None:
         if self._wanted(event["task_name"], event["status"], event["tags"]):
             await self.send(text_data=event["text"])
+
+    async def flow_execution_updated(self, event: dict[str, Any]) -> None:
+        """Status changes of the organization's flow executions, whatever the filters."""
+        await self.send(text_data=event["text"])

@@ -42,12 +42,13 @@ class TaskOutput(TimestampedModel):
     class Meta:
         ordering = ["-created_at", "-id"]
         # Each list filter is served by an index that starts with the organization and ends with the
-        # pagination key. GIN indexes on `tags` and `summary` (PostgreSQL only) live in migration 0002.
+        # pagination key, except the flow execution's: a flow execution pins one organization, and that
+        # index also serves its foreign key and admin's search by flow id. Admin's all-organizations
+        # list needs created_at alone. GIN indexes on `tags` and `summary` (PostgreSQL) are in 0002.
         indexes = [
             models.Index(fields=["organization", "created_at", "id"], name="task_out_org_created"),
-            models.Index(
-                fields=["organization", "flow_execution", "created_at", "id"], name="task_out_org_flow_created"
-            ),
+            models.Index(fields=["flow_execution", "created_at", "id"], name="task_out_flow_created"),
+            models.Index(fields=["created_at", "id"], name="task_out_created"),
             models.Index(fields=["organization", "task_name", "created_at", "id"], name="task_out_org_task_created"),
             models.Index(fields=["organization", "status", "created_at", "id"], name="task_out_org_status_created"),
             # Replays and `?after=`: what an organization (or, through it, a flow) wrote since a cursor.

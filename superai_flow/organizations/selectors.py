@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from django.contrib.auth.base_user import AbstractBaseUser
+from django.db.models import QuerySet
 
 from superai_flow.organizations.models import Membership, Organization
 
@@ -19,3 +20,10 @@ def organization_by_name_or_id(value: str) -> Organization | None:
 
 def organization_ids_for_user(user: AbstractBaseUser) -> frozenset[uuid.UUID]:
     return frozenset(Membership.objects.filter(user=user).values_list("organization_id", flat=True))
+
+
+def organizations_for_user(user: AbstractBaseUser) -> QuerySet[Organization]:
+    """The organizations whose pages `user` may see: their memberships, or every one for superusers."""
+    if user.is_superuser:
+        return Organization.objects.order_by("name")
+    return Organization.objects.filter(memberships__user=user).order_by("name")

@@ -19,3 +19,8 @@ def tenant(transactional_db) -> tuple[str, str]:
     """(organization id, API key) of a fresh organization, committed so that servers see it."""
     organization = Organization.objects.create(name="E2E")
     return str(organization.id), api_key_create(organization=organization, name="e2e")[1]
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing():
+    """Overrides the suite's fast hasher: the servers these tests start check passwords with the defaults."""

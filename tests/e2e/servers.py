@@ -37,8 +37,8 @@ def shared_database_url() -> str:
 class DaphneServer:
     """`daphne superai_flow.asgi:application` on a free port; its output goes to a log file."""
 
-    def __init__(self, **env: str):
-        self.port = free_port()
+    def __init__(self, *, port: int | None = None, **env: str):
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, "DATABASE_URL": shared_database_url(), **env}
         handle, name = tempfile.mkstemp(prefix="daphne-", suffix=".log")

@@ -1,0 +1,123 @@
+"""Pages: execution history and one flow execution, live, for signed-in members of organizations."""
+
+from __future__ import annotations
+
+import json
+
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.db.models import Count
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, render
+from django.views.decorators.http import require_GET
+
+from flow_executions.lifecycle import Status
+from flow_executions.models import FlowExecution
+from flow_executions.selectors import task_output_counts, visible_flow_executions
+from superai_flow.organizations.models import Organization
+from superai_flow.organizations.selectors import organizations_for_user
+from task_outputs import live
+from task_outputs.models import TaskOutput
+from task_outputs.selectors import visible_task_outputs
+
+EXECUTIONS_PER_PAGE = 25
+RECENT_OUTPUTS = 15
+# A flow execution page shows at most this many outputs (the newest), and says so.
+OUTPUTS_PER_FLOW = 500
+
+
+def _current_organization(request: HttpRequest, organizations: list[Organization]) -> Organization | None:
+    """The organization the pages show: `?org=`, else the last one chosen, else the first (remembered)."""
+    wanted = request.GET.get("org") or request.session.get("organization_id")
+    chosen = next((org for org in organizations if str(org.id) == wanted), organizations[0] if organizations else None)
+    if chosen is not None:
+        request.session["organization_id"] = str(chosen.id)
+    return chosen
+
+
+def _output_counts(flow_ids: list) -> dict:
+    rows = (
+        TaskOutput.objects.filter(flow_execution_id__in=flow_ids)
+        .exclude(status=Status.DELETED)
+        .values_list("flow_execution_id")
+        .annotate(count=Count("pk"))
+        .order_by()
+    )
+    return dict(rows)
+
+
+@login_required
+@require_GET
+def executions(request: HttpRequest) -> HttpResponse:
+    """Flow executions of the current organization, newest first, with a live panel of new outputs."""
+    organizations = list(organizations_for_user(request.user))
+    organization = _current_organization(request, organizations)
+    context = {"organizations": organizations, "organization": organization, "statuses": Status.values}
+    if organization is None:
+        return render(request, "task_outputs/executions.html", context)
+    cursor = live.encode_cursor(live.current_horizon())  # before the queries: resuming from it misses nothing
+    status = request.GET.get("status", "")
+    flow_name = request.GET.get("flow_name", "")
+    flows = visible_flow_executions().filter(organization=organization)
+    if status in Status.values:
+        flows = flows.filter(status=status)
+    if flow_name:
+        flows = flows.filter(flow_name=flow_name)
+    page = Paginator(flows.order_by("-created_at", "-id"), EXECUTIONS_PER_PAGE).get_page(request.GET.get("page"))
+    counts = _output_counts([flow.id for flow in page])
+    for flow in page:
+        flow.output_count = counts.get(flow.id, 0)
+    recent = (
+        visible_task_outputs()
+        .filter(organization=organization)
+        .select_related("flow_execution")
+        .order_by("-created_at", "-id")[:RECENT_OUTPUTS]
+    )
+    context.update(page=page, recent=recent, cursor=cursor, status=status, flow_name=flow_name)
+    return render(request, "task_outputs/executions.html", context)
+
+
+def _visible_flow(request: HttpRequest, pk) -> FlowExecution:
+    return get_object_or_404(
+        visible_flow_executions().filter(organization__in=organizations_for_user(request.user)), pk=pk
+    )
+
+
+@login_required
+@require_GET
+def execution_detail(request: HttpRequest, pk) -> HttpResponse:
+    """One flow execution: its outputs in order, appended live as they arrive."""
+    flow = _visible_flow(request, pk)
+    cursor = live.encode_cursor(live.current_horizon())
+    counts = task_output_counts(flow)
+    newest = visible_task_outputs().filter(flow_execution=flow).order_by("-created_at", "-id")[:OUTPUTS_PER_FLOW]
+    outputs = list(reversed(newest))
+    context = {
+        "flow": flow,
+        "outputs": outputs,
+        "total": sum(counts.values()),
+        "cursor": cursor,
+        "organizations": list(organizations_for_user(request.user)),
+        "organization": flow.organization,
+    }
+    return render(request, "task_outputs/execution_detail.html", context)
+
+
+def _visible_output(request: HttpRequest, pk) -> TaskOutput:
+    outputs = visible_task_outputs().filter(organization__in=organizations_for_user(request.user))
+    return get_object_or_404(outputs, pk=pk)
+
+
+@login_required
+@require_GET
+def output_card(request: HttpRequest, pk) -> HttpResponse:
+    """One output's card, as the flow page shows it: what its live script inserts."""
+    return render(request, "task_outputs/_output_card.html", {"output": _visible_output(request, pk)})
+
+
+@login_required
+@require_GET
+def output_json(request: HttpRequest, pk) -> HttpResponse:
+    """The whole `output` of a task output, pretty-printed (the page shows only its beginning)."""
+    output = _visible_output(request, pk)
+    return HttpResponse(json.dumps(output.output, indent=2, ensure_ascii=False), content_type="application/json")

@@ -1,0 +1,153 @@
+"""The pages in a real browser (Debian's Chromium driven by Playwright) against a real daphne process.
+
+Screenshots of each page go to SCREENSHOT_DIR (default var/screenshots), which CI prints.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import httpx
+import pytest
+from django.contrib.auth.models import User
+
+from flow_executions.lifecycle import Status
+from superai_flow.organizations.models import Membership, Organization
+from superai_flow.organizations.services import api_key_create
+from task_outputs.services import task_output_create
+from tests.e2e.servers import PROJECT_DIR, DaphneServer
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+CHROMIUM = "/usr/bin/chromium"
+SHOTS = Path(os.environ.get("SCREENSHOT_DIR") or PROJECT_DIR / "var" / "screenshots")
+PASSWORD = "a long enough password"
+APPEARS = 2_000  # ms: how soon a new output must show on an open page
+
+
+@pytest.fixture(scope="module", autouse=True)
+def orm_beside_playwright():
+    """Playwright's sync API keeps an event loop running in this thread; the ORM calls these tests make
+    between browser steps are plain synchronous ones, which Django allows once told."""
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    yield
+    if previous is None:
+        del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
+    else:
+        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+@pytest.fixture(scope="module")
+def chromium(orm_beside_playwright):
+    if not shutil.which(CHROMIUM):
+        pytest.skip(f"needs Debian's Chromium at {CHROMIUM} (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--no-sandbox", "--disable-background-networking", "--disable-dev-shm-usage", "--disable-gpu"],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def tenant_with_user(transactional_db, make_flow):
+    organization = Organization.objects.create(name="Browser Co")
+    user = User.objects.create_superuser("viewer", password=PASSWORD)
+    Membership.objects.create(organization=organization, user=user)
+    key = api_key_create(organization=organization, name="worker")[1]
+    flow = make_flow(organization, flow_name="document-ingest", status=Status.RUNNING)
+    task_output_create(flow_execution=flow, task_name="fetch", summary={"status_code": 200}, tags=["http"],
+                       status=Status.COMPLETED)  # fmt: skip
+    return key, flow
+
+
+def sign_in(page, server: DaphneServer) -> None:
+    page.goto(f"{server.url}/executions/")
+    page.screenshot(path=SHOTS / "01-sign-in.png", full_page=True)
+    page.get_by_label("Username").fill("viewer")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url("**/executions/")
+
+
+def post_output(server: DaphneServer, key: str, flow, **fields) -> str:
+    body = {"organization_id": str(flow.organization_id), "flow_execution_id": str(flow.id), "summary": {}, **fields}
+    response = httpx.post(f"{server.url}/api/v1/task-outputs", json=body, headers={"Authorization": f"Bearer {key}"})
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+def test_an_execution_page_shows_new_outputs_live_and_catches_up_after_a_restart(chromium, tenant_with_user):
+    key, flow = tenant_with_user
+    server = DaphneServer().start()
+    page = chromium.new_page(viewport={"width": 1280, "height": 900})
+    try:
+        sign_in(page, server)
+        page.locator("[data-connection][data-state=live]").wait_for()
+        page.screenshot(path=SHOTS / "02-executions.png", full_page=True)
+
+        page.get_by_role("link", name="document-ingest").click()
+        page.locator("[data-connection][data-state=live]").wait_for()
+        new_id = post_output(server, key, flow, task_name="summarize", status="completed",
+                             summary={"pages": 12, "word_count": 5400}, tags=["demo"])  # fmt: skip
+        card = page.locator(f'[data-output-id="{new_id}"]')
+        card.wait_for(timeout=APPEARS)
+        assert "5,400" in card.inner_text() and "demo" in card.inner_text()
+        page.screenshot(path=SHOTS / "03-execution-live.png", full_page=True)
+
+        # The server goes away: the page says so, and two outputs are written meanwhile.
+        server.stop()
+        page.locator("[data-connection][data-state=reconnecting]").wait_for(timeout=5_000)
+        page.screenshot(path=SHOTS / "04-execution-reconnecting.png", full_page=True)
+        missed = [str(task_output_create(flow_execution=flow, task_name=f"while-away-{n}", summary={"n": n})[0].id)
+                  for n in range(2)]  # fmt: skip
+        server = DaphneServer(port=server.port).start()
+
+        for output_id in missed:
+            page.locator(f'[data-output-id="{output_id}"]').wait_for(timeout=20_000)
+        page.locator("[data-connection][data-state=live]").wait_for()
+        assert page.locator("[data-output-count]").inner_text() == "4"
+
+        httpx.patch(f"{server.url}/api/v1/flow-executions/{flow.id}", json={"status": "completed"},
+                    headers={"Authorization": f"Bearer {key}"})  # fmt: skip
+        page.locator("[data-flow-status].completed").wait_for(timeout=APPEARS)
+        page.screenshot(path=SHOTS / "05-execution-after-reconnect.png", full_page=True)
+    finally:
+        page.close()
+        server.stop()
+
+
+def test_history_panel_fills_live_and_admin_filters_by_status(chromium, tenant_with_user):
+    key, flow = tenant_with_user
+    with DaphneServer() as server:
+        page = chromium.new_page(viewport={"width": 1280, "height": 900})
+        sign_in(page, server)
+        page.locator("[data-connection][data-state=live]").wait_for()
+
+        new_id = post_output(server, key, flow, task_name="classify", status="failed")
+        page.locator(f'[data-recent] [data-output-id="{new_id}"]').wait_for(timeout=APPEARS)
+        page.locator(f'[data-flow-id="{flow.id}"] [data-count]:text("2")').wait_for(timeout=APPEARS)
+        page.screenshot(path=SHOTS / "06-executions-live-panel.png", full_page=True)
+
+        page.goto(f"{server.url}/admin/task_outputs/taskoutput/")
+        page.locator("#changelist-filter").get_by_role("link", name="Failed").click()
+        page.wait_for_url("**status__exact=failed**")
+        listed = page.locator("#result_list tbody tr")
+        assert listed.count() == 1 and "classify" in listed.first.inner_text()
+        page.screenshot(path=SHOTS / "07-admin-filtered.png", full_page=True)
+
+        phone = chromium.new_page(viewport={"width": 390, "height": 844})
+        phone.context.add_cookies(page.context.cookies())
+        phone.goto(f"{server.url}/executions/{flow.id}/")
+        phone.locator("[data-connection][data-state=live]").wait_for()
+        phone.screenshot(path=SHOTS / "08-execution-phone.png", full_page=True)
+        phone.close()
+        page.close()
