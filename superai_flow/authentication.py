@@ -21,6 +21,7 @@ from superai_flow.exceptions import PermissionDenied, detail
 from superai_flow.organizations.models import APIKey, Organization
 from superai_flow.organizations.selectors import organization_ids_for_user
 from superai_flow.organizations.services import api_key_authenticate
+from superai_flow.tenancy import set_scope
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class APIKeyAuthentication(BaseAuthentication):
         api_key = api_key_authenticate(credentials.strip())
         if api_key is None:
             raise AuthenticationFailed("The API key is unknown or has been revoked.")
+        set_scope([api_key.organization_id])  # the request's transaction now sees this organization only
         return APIKeyUser(api_key), api_key
 
     def authenticate_header(self, request: Request) -> str:

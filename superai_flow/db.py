@@ -56,11 +56,15 @@ def create_idempotently(
         with transaction.atomic():
             extra = server_values() if server_values is not None else {}
             return model.objects.create(**values, **extra, **({"id": id} if id is not None else {})), True
-    except IntegrityError:
-        # With a client id this is usually a retry: compare with the stored row (committed, since
-        # PostgreSQL made this insert wait for the other transaction to finish).
-        existing = model.objects.filter(pk=id).first() if id is not None else None
+    except IntegrityError as error:
+        if id is None:
+            raise
+        # Usually a retry: compare with the stored row (committed: PostgreSQL made this insert wait
+        # for the other transaction). A row this caller cannot see is another organization's.
+        existing = model.objects.filter(pk=id).first()
         if existing is None:
+            if _primary_key_taken(error, model):
+                raise Conflict("This id is already used by another record.") from None
             raise
     if existing.organization_id != values["organization_id"] or existing.is_deleted:
         raise Conflict("This id is already used by another record.")
@@ -71,6 +75,15 @@ def create_idempotently(
             details=[detail(name, "conflict", "Differs from the stored record with this id.") for name in differing],
         )
     return existing, False
+
+
+def _primary_key_taken(error: IntegrityError, model: type[models.Model]) -> bool:
+    """Whether `error` is a duplicate primary key of `model` (the row itself may be out of sight)."""
+    cause = getattr(error, "__cause__", None)
+    diag = getattr(cause, "diag", None)
+    if diag is not None:
+        return getattr(cause, "sqlstate", None) == "23505" and diag.constraint_name == f"{model._meta.db_table}_pkey"
+    return f"UNIQUE constraint failed: {model._meta.db_table}.{model._meta.pk.column}" in str(error)
 
 
 def lock_for_change(record: M) -> M:

@@ -111,6 +111,19 @@ def _api_or_page(request: HttpRequest, status: int, code: str, message: str, tem
     return render(request, template, {"status": status, "message": message}, status=status)
 
 
+def database_unavailable(request: HttpRequest, exc: Exception) -> HttpResponse:
+    """503 when the database cannot be reached before a view even runs."""
+    logger.error("Database unavailable: %s", exc)
+    message = "The database is unavailable; retry later."
+    if request.path.startswith(API_PREFIX):
+        response = JsonResponse(error_payload("service_unavailable", message), status=503)
+    else:
+        page = f"<!doctype html><title>Unavailable</title><h1>Unavailable</h1><p>{message}</p>"
+        response = HttpResponse(page, status=503)
+    response["Retry-After"] = "5"
+    return response
+
+
 def handler400(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     return _api_or_page(request, 400, "bad_request", "The request is malformed.", "error.html")
 

@@ -70,6 +70,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "superai_flow.tenancy.TenantScopeMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -131,6 +132,13 @@ else:
     raise ImproperlyConfigured("DATABASE_URL must point at PostgreSQL (postgres://...) or SQLite (sqlite:///...).")
 
 DATABASES = {"default": _database}
+# Migrations run as the role that owns the tables; the service runs as one that does not (row-level
+# security holds even for owners here, but only a non-owner cannot switch it off). See docs/security.md.
+DATABASE_MIGRATION_URL = env_str("DATABASE_MIGRATION_URL") or None
+if DATABASE_MIGRATION_URL:
+    DATABASES["owner"] = {**dj_database_url.parse(DATABASE_MIGRATION_URL), "TEST": {"MIRROR": "default"}}
+# The role that migrations grant table privileges to (default: DATABASE_URL's user).
+DATABASE_RUNTIME_ROLE = env_str("DATABASE_RUNTIME_ROLE") or None
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Channels and live updates -------------------------------------------------------------------

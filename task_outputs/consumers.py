@@ -28,6 +28,7 @@ from superai_flow.authentication import CLOSE_FORBIDDEN, WebSocketCaller, websoc
 from superai_flow.json_queries import JSONArrayContainsAll
 from superai_flow.notifications import flow_group, summary_group
 from superai_flow.organizations.models import Organization
+from superai_flow.tenancy import tenant_scope
 from task_outputs import live
 from task_outputs.models import TaskOutput
 
@@ -66,6 +67,7 @@ class LiveFeedConsumer(AsyncWebsocketConsumer):
         if isinstance(caller, int):
             await self.close(code=caller)
             return
+        self.caller = caller
         outcome = await self.open_feed(caller)
         if isinstance(outcome, int):
             await self.close(code=outcome)
@@ -118,17 +120,23 @@ class LiveFeedConsumer(AsyncWebsocketConsumer):
                 break
         await self.send(text_data=RESUMED)
 
+    def scoped(self):
+        """A transaction that sees what the caller may see (row-level security, docs/security.md)."""
+        return tenant_scope(self.caller.organization_ids, bypass_reason=f"superuser WebSocket {self.scope['path']}")
+
     def _too_many(self, horizon: int) -> bool:
         limit = settings.WS_MAX_REPLAY
-        return live.written_since(self.replay_rows(), horizon)[: limit + 1].count() > limit
+        with self.scoped():
+            return live.written_since(self.replay_rows(), horizon)[: limit + 1].count() > limit
 
     def _replay_batch(self, horizon: int, after: tuple[int, uuid.UUID] | None):
         rows = live.written_since(self.replay_rows(), horizon)
         if after is not None:
             txid, pk = after
             rows = rows.filter(write_txid__gte=txid).exclude(write_txid=txid, id__lte=pk)
-        batch = list(rows[:REPLAY_BATCH])
-        texts = [self.replay_text(row) for row in batch]
+        with self.scoped():
+            batch = list(rows[:REPLAY_BATCH])
+            texts = [self.replay_text(row) for row in batch]
         last = (batch[-1].write_txid, batch[-1].id) if len(batch) == REPLAY_BATCH else None
         return texts, last
 
@@ -161,12 +169,12 @@ class FlowExecutionFeedConsumer(LiveFeedConsumer):
         self.flow_execution = flow_execution
         return (flow_group(flow_execution.id),)
 
-    @staticmethod
-    def _find(caller: WebSocketCaller, pk: str) -> FlowExecution | None:
+    def _find(self, caller: WebSocketCaller, pk: str) -> FlowExecution | None:
         flows = FlowExecution.objects.exclude(status=Status.DELETED)
         if caller.organization_ids is not None:
             flows = flows.filter(organization_id__in=caller.organization_ids)
-        return flows.filter(pk=pk).first()
+        with self.scoped():
+            return flows.filter(pk=pk).first()
 
     def replay_rows(self) -> QuerySet[TaskOutput]:
         return TaskOutput.objects.filter(
@@ -212,8 +220,12 @@ class SummaryFeedConsumer(LiveFeedConsumer):
         self.organization_ids = organization_ids
         return tuple(summary_group(pk) for pk in sorted(map(str, organization_ids)))
 
+    def _organizations(self, caller: WebSocketCaller, requested: list[str]) -> frozenset[uuid.UUID] | int:
+        with self.scoped():
+            return self._allowed_organizations(caller, requested)
+
     @staticmethod
-    def _organizations(caller: WebSocketCaller, requested: list[str]) -> frozenset[uuid.UUID] | int:
+    def _allowed_organizations(caller: WebSocketCaller, requested: list[str]) -> frozenset[uuid.UUID] | int:
         if len(requested) > 1:
             return CLOSE_MALFORMED
         if requested:

@@ -64,28 +64,26 @@ def decode_cursor(token: Any) -> int:
     return int(match.group(1))
 
 
-_FIRST_RECENT_HORIZON = (
-    "(SELECT write_horizon FROM task_outputs_taskoutput WHERE updated_at >= %s ORDER BY updated_at LIMIT 1)"
-)
-
-
 def write_position() -> dict[str, int]:
-    """`write_txid`, `write_horizon` and `cursor_horizon` for a write in the current transaction (one query)."""
-    grace_start = connection.ops.adapt_datetimefield_value(
-        timezone.now() - timedelta(seconds=settings.LIVE_CURSOR_GRACE_SECONDS)
-    )
+    """`write_txid`, `write_horizon` and `cursor_horizon` for a write in the current transaction (one query).
+
+    The first write of the grace period is looked up in every organization (on PostgreSQL through a
+    function that sees past row-level security; it returns a number, no tenant data).
+    """
+    grace_start = timezone.now() - timedelta(seconds=settings.LIVE_CURSOR_GRACE_SECONDS)
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute(
                 "SELECT pg_current_xact_id()::text::bigint, pg_snapshot_xmin(pg_current_snapshot())::text::bigint, "
-                + _FIRST_RECENT_HORIZON,
+                "superai_first_write_since(%s)",
                 [grace_start],
             )
             txid, horizon, recent = cursor.fetchone()
         else:
             cursor.execute(
-                "SELECT COALESCE(MAX(write_txid), 0) + 1, " + _FIRST_RECENT_HORIZON + " FROM task_outputs_taskoutput",
-                [grace_start],
+                "SELECT COALESCE(MAX(write_txid), 0) + 1, (SELECT write_horizon FROM task_outputs_taskoutput "
+                "WHERE updated_at >= %s ORDER BY updated_at LIMIT 1) FROM task_outputs_taskoutput",
+                [connection.ops.adapt_datetimefield_value(grace_start)],
             )
             txid, recent = cursor.fetchone()
             horizon = txid

@@ -18,6 +18,7 @@ from flow_executions.models import FlowExecution
 from flow_executions.services import flow_execution_create
 from superai_flow.organizations.models import Organization
 from superai_flow.organizations.services import api_key_create
+from superai_flow.tenancy import grant_runtime_privileges
 from task_outputs.models import TaskOutput
 from task_outputs.services import task_output_create
 from tests.helpers import bearer_client
@@ -41,6 +42,24 @@ def pytest_sessionfinish(session, exitstatus):
             red=True,
         )
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+# The role the service runs as in production, for tests that must hold under row-level security.
+RUNTIME_ROLE = "superai_flow_runtime_test"
+
+
+@pytest.fixture(scope="session")
+def runtime_role(django_db_setup, django_db_blocker) -> str | None:
+    """On PostgreSQL: a role like production's (no SUPERUSER, no BYPASSRLS, owns nothing), with the
+    privileges migrations grant. None on SQLite."""
+    if connection.vendor != "postgresql":
+        return None
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [RUNTIME_ROLE])
+        if cursor.fetchone() is None:
+            cursor.execute(f'CREATE ROLE "{RUNTIME_ROLE}" LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE')
+        grant_runtime_privileges(RUNTIME_ROLE)
+    return RUNTIME_ROLE
 
 
 @pytest.fixture(autouse=True)

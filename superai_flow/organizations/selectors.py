@@ -7,7 +7,8 @@ import uuid
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db.models import QuerySet
 
-from superai_flow.organizations.models import Membership, Organization
+from superai_flow.organizations.models import Organization
+from superai_flow.tenancy import user_organization_ids
 
 
 def organization_by_name_or_id(value: str) -> Organization | None:
@@ -19,7 +20,8 @@ def organization_by_name_or_id(value: str) -> Organization | None:
 
 
 def organization_ids_for_user(user: AbstractBaseUser) -> frozenset[uuid.UUID]:
-    return frozenset(Membership.objects.filter(user=user).values_list("organization_id", flat=True))
+    """The organizations `user` is a member of (read past row-level security: it decides the scope)."""
+    return user_organization_ids(user.pk)
 
 
 def organizations_for_user(user: AbstractBaseUser) -> QuerySet[Organization]:

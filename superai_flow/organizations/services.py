@@ -13,6 +13,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from superai_flow.organizations.models import APIKey, Organization
+from superai_flow.tenancy import api_key_by_prefix, tenant_scope
 
 KEY_PREFIX = "sfk_"
 # "sfk_" + 43 characters of URL-safe base64 (32 random bytes).
@@ -57,7 +58,7 @@ def api_key_authenticate(raw_key: str) -> APIKey | None:
     """The active key matching `raw_key`, or None. Looks up by prefix, compares hashes in constant time."""
     if not _KEY_FORMAT.fullmatch(raw_key):
         return None
-    api_key = APIKey.objects.filter(prefix=raw_key[:_LOOKUP_PREFIX_LENGTH]).first()
+    api_key = api_key_by_prefix(raw_key[:_LOOKUP_PREFIX_LENGTH])
     if api_key is None or not hmac.compare_digest(api_key.key_hash, _hash(raw_key)) or not api_key.is_active:
         return None
     _touch(api_key)
@@ -69,5 +70,6 @@ def _touch(api_key: APIKey) -> None:
     now = timezone.now()
     resolution = timedelta(seconds=settings.API_KEY_LAST_USED_RESOLUTION_SECONDS)
     if api_key.last_used_at is None or now - api_key.last_used_at >= resolution:
-        APIKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+        with tenant_scope([api_key.organization_id]):
+            APIKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
         api_key.last_used_at = now

@@ -4,7 +4,13 @@ import pytest
 
 from superai_flow.organizations.models import Organization
 from superai_flow.organizations.services import api_key_create
+from tests.e2e import servers
 from tests.e2e.servers import DaphneServer
+
+
+@pytest.fixture(scope="session", autouse=True)
+def servers_run_as_the_runtime_role(runtime_role):
+    servers.RUNTIME_ROLE = runtime_role
 
 
 @pytest.fixture(scope="session")

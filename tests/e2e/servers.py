@@ -15,6 +15,8 @@ import httpx
 from django.db import connection
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
+# Set by tests/e2e/conftest.py on PostgreSQL: servers connect as the production-like runtime role.
+RUNTIME_ROLE: str | None = None
 
 
 def free_port() -> int:
@@ -24,12 +26,13 @@ def free_port() -> int:
 
 
 def shared_database_url() -> str:
-    """DATABASE_URL of the database pytest-django created, for servers to share with the tests."""
+    """DATABASE_URL of the database pytest-django created, for servers to share with the tests; on
+    PostgreSQL as the runtime role, so that everything end to end runs under row-level security."""
     settings = connection.settings_dict
     if connection.vendor == "sqlite":
         return f"sqlite:///{settings['NAME']}"
-    auth = quote(settings["USER"] or "", safe="")
-    if settings["PASSWORD"]:
+    auth = quote(RUNTIME_ROLE or settings["USER"] or "", safe="")
+    if settings["PASSWORD"] and not RUNTIME_ROLE:
         auth += ":" + quote(settings["PASSWORD"], safe="")
     return f"postgres://{auth}@{settings['HOST'] or 'localhost'}:{settings['PORT'] or 5432}/{settings['NAME']}"
 

@@ -11,12 +11,11 @@ import secrets
 import shlex
 
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand
-from django.db import transaction
 
 from flow_executions.lifecycle import Status
 from flow_executions.models import FlowExecution
 from flow_executions.services import flow_execution_create
+from superai_flow.commands import SystemCommand
 from superai_flow.organizations.models import Membership, Organization
 from superai_flow.organizations.services import api_key_create, api_key_revoke
 from task_outputs.services import task_output_create
@@ -48,13 +47,12 @@ DEMO_FLOWS = [
 ]
 
 
-class Command(BaseCommand):
+class Command(SystemCommand):
     help = "Create (or refresh) a demo organization, user, API key and executions, and print how to use them."
 
     def add_arguments(self, parser):
         parser.add_argument("--base-url", default="http://127.0.0.1:8000", help="Where the server will listen.")
 
-    @transaction.atomic
     def handle(self, *args, base_url: str, **options):
         base_url = base_url.rstrip("/")
         organization, _ = Organization.objects.get_or_create(name=ORGANIZATION)

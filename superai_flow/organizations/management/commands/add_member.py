@@ -4,13 +4,14 @@ Prints nothing on success (scripts can rely on that); errors go to stderr with a
 """
 
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
+from superai_flow.commands import SystemCommand
 from superai_flow.organizations.models import Membership
 from superai_flow.organizations.selectors import organization_by_name_or_id
 
 
-class Command(BaseCommand):
+class Command(SystemCommand):
     help = "Make USERNAME a member of an organization (by name or id), so they see its executions."
 
     def add_arguments(self, parser):

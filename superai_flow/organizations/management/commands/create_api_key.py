@@ -1,12 +1,13 @@
 """`manage.py create_api_key ORG_NAME_OR_ID [--name LABEL]`: prints the new key as the last line of stdout."""
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
+from superai_flow.commands import SystemCommand
 from superai_flow.organizations.selectors import organization_by_name_or_id
 from superai_flow.organizations.services import api_key_create
 
 
-class Command(BaseCommand):
+class Command(SystemCommand):
     help = "Create an API key for an organization. The key is printed once, as the last line; store it now."
 
     def add_arguments(self, parser):

@@ -1,12 +1,13 @@
 """`manage.py create_organization NAME`: prints the new organization's id as the last line of stdout."""
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
+from superai_flow.commands import SystemCommand
 from superai_flow.organizations.models import Organization
 from superai_flow.organizations.services import organization_create
 
 
-class Command(BaseCommand):
+class Command(SystemCommand):
     help = "Create an organization (a tenant). Prints its id as the last line of output."
 
     def add_arguments(self, parser):

@@ -1,0 +1,214 @@
+"""Tenant isolation held by PostgreSQL itself, proven as the role the service runs as.
+
+Everything here connects as a production-like role: no SUPERUSER, no BYPASSRLS, owner of no table.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import uuid
+
+import psycopg
+import pytest
+from django.core.checks import run_checks
+from django.core.management import call_command
+from django.db import DatabaseError, connection, transaction
+
+from flow_executions.models import FlowExecution, TaskExecution
+from superai_flow.organizations.models import APIKey, Membership, Organization
+from superai_flow.organizations.services import api_key_create
+from superai_flow.tenancy import TENANT_TABLES, set_scope
+from task_outputs.models import TaskOutput
+from tests.helpers import bearer_client
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def world(org_a, org_b, flow_a, flow_b, make_output, django_user_model):
+    """Rows of both organizations in every tenant table, written as the owner."""
+    for org, flow in ((org_a, flow_a), (org_b, flow_b)):
+        TaskExecution.objects.create(organization=org, flow_execution=flow, task_name="t")
+        make_output(flow)
+        Membership.objects.create(organization=org, user=django_user_model.objects.create_user(f"u-{org.name}"))
+    keys = {org.id: api_key_create(organization=org, name="k")[1] for org in (org_a, org_b)}
+    return org_a, org_b, keys
+
+
+@pytest.fixture
+def as_runtime_role(world, runtime_role):
+    """Django's connection, as the runtime role, for the rest of the test."""
+
+    def switch(user: str) -> None:
+        connection.close()
+        connection.close_pool()
+        connection.settings_dict["USER"] = user
+
+    owner = connection.settings_dict["USER"]
+    switch(runtime_role)
+    yield runtime_role
+    switch(owner)
+
+
+def rows_of(table: str) -> list[uuid.UUID]:
+    column = TENANT_TABLES[table]
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {column} FROM {table}")  # every row the policy lets through
+        return [row[0] for row in cursor.fetchall()]
+
+
+def test_every_tenant_table_enables_and_forces_row_level_security(db):
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT relname, relrowsecurity, relforcerowsecurity FROM pg_class WHERE relname = ANY(%s)",
+            [list(TENANT_TABLES)],
+        )
+        flags = {name: (enabled, forced) for name, enabled, forced in cursor.fetchall()}
+
+    assert flags == {table: (True, True) for table in TENANT_TABLES}
+
+
+def test_the_runtime_role_can_get_around_nothing(as_runtime_role):
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user")
+        assert cursor.fetchone() == (False, False)
+        cursor.execute("SELECT count(*) FROM pg_class WHERE relname = ANY(%s) AND relowner = "
+                       "(SELECT oid FROM pg_roles WHERE rolname = current_user)", [list(TENANT_TABLES)])  # fmt: skip
+        assert cursor.fetchone() == (0,)
+
+
+@pytest.mark.parametrize("table", TENANT_TABLES)
+def test_a_raw_select_returns_only_the_scoped_organizations_rows(as_runtime_role, world, table):
+    org_a, _, _ = world
+    expected = {"organizations_organization": 1, "organizations_membership": 1, "organizations_apikey": 1}.get(table)
+
+    with transaction.atomic():
+        set_scope([org_a.id])
+        seen = rows_of(table)
+
+    assert seen and set(seen) == {org_a.id}
+    assert expected is None or len(seen) == expected
+
+
+@pytest.mark.parametrize("table", TENANT_TABLES)
+def test_with_no_organization_set_nothing_is_visible(as_runtime_role, world, table):
+    with transaction.atomic():
+        assert rows_of(table) == []
+    assert rows_of(table) == []  # outside any transaction too
+
+
+def test_writing_another_organizations_row_is_refused(as_runtime_role, world):
+    org_a, org_b, _ = world
+
+    with pytest.raises(DatabaseError, match="row-level security"), transaction.atomic():
+        set_scope([org_a.id])
+        FlowExecution.objects.create(organization_id=org_b.id, flow_name="smuggled")
+    with pytest.raises(DatabaseError, match="row-level security"), transaction.atomic():
+        set_scope([org_a.id])
+        with connection.cursor() as cursor:
+            cursor.execute("UPDATE flow_executions_flowexecution SET organization_id = %s", [org_b.id])
+
+
+def test_another_organizations_rows_cannot_be_changed_or_deleted(as_runtime_role, world):
+    org_a, org_b, _ = world
+
+    with transaction.atomic():
+        set_scope([org_a.id])
+        with connection.cursor() as cursor:
+            cursor.execute("UPDATE task_outputs_taskoutput SET task_name = 'hijacked' WHERE organization_id = %s",
+                           [org_b.id])  # fmt: skip
+            updated = cursor.rowcount
+            cursor.execute("DELETE FROM task_outputs_taskoutput WHERE organization_id = %s", [org_b.id])
+            deleted = cursor.rowcount
+
+    assert (updated, deleted) == (0, 0)
+
+
+def test_a_pooled_connection_carries_no_scope_into_the_next_request(as_runtime_role, world):
+    org_a, _, keys = world
+    connection.close_pool()
+    pool_options = connection.settings_dict["OPTIONS"]["pool"]
+    connection.settings_dict["OPTIONS"]["pool"] = {"min_size": 1, "max_size": 1, "timeout": 5}
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            backend = cursor.fetchone()[0]
+        connection.close()  # back to the pool, as at the end of a request
+
+        listed = bearer_client(keys[org_a.id]).get("/api/v1/task-outputs").json()["results"]
+
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid(), current_setting('superai.organization_ids', true)")
+            same_backend, leftover = cursor.fetchone()
+            cursor.execute("SELECT count(*) FROM task_outputs_taskoutput")
+            visible = cursor.fetchone()[0]
+    finally:
+        connection.close()
+        connection.close_pool()
+        connection.settings_dict["OPTIONS"]["pool"] = pool_options
+
+    assert len(listed) == 1  # the request itself saw its organization's output...
+    assert same_backend == backend  # ...on the very connection that is now reused...
+    assert leftover in ("", None) and visible == 0  # ...which kept nothing of its scope
+
+
+def test_the_api_keeps_tenants_apart_under_the_runtime_role(as_runtime_role, world):
+    org_a, org_b, keys = world
+    client_a, client_b = bearer_client(keys[org_a.id]), bearer_client(keys[org_b.id])
+    flow_a = client_a.get("/api/v1/flow-executions").json()["results"][0]
+    theirs = client_b.get("/api/v1/task-outputs").json()["results"][0]
+
+    created = client_a.post("/api/v1/task-outputs", {"organization_id": str(org_a.id),
+                                                     "flow_execution_id": flow_a["id"], "task_name": "x",
+                                                     "summary": {}})  # fmt: skip
+    stolen_id = client_a.post("/api/v1/task-outputs", {"id": theirs["id"], "organization_id": str(org_a.id),
+                                                       "flow_execution_id": flow_a["id"], "task_name": "x",
+                                                       "summary": {}})  # fmt: skip
+
+    assert created.status_code == 201
+    assert {row["organization_id"] for row in client_a.get("/api/v1/task-outputs").json()["results"]} == {str(org_a.id)}
+    assert client_a.get(f"/api/v1/task-outputs/{theirs['id']}").status_code == 404
+    assert stolen_id.status_code == 409
+
+
+def test_system_jobs_bypass_on_purpose_and_leave_a_trace(as_runtime_role, world, caplog):
+    with caplog.at_level(logging.INFO, logger="superai_flow.audit"):
+        call_command("create_api_key", "Org B", "--name", "nightly", stdout=io.StringIO(), stderr=io.StringIO())
+
+    assert "Row-level security bypassed: manage.py create_api_key" in caplog.text
+    with transaction.atomic():
+        set_scope(None, bypass_reason="test: count every key")
+        assert APIKey.objects.filter(name="nightly").count() == 1
+
+
+def test_the_deploy_check_accepts_the_runtime_role_and_refuses_the_owner(world, runtime_role):
+    def errors() -> set[str]:
+        found = run_checks(include_deployment_checks=True, databases=["default"])
+        return {error.id for error in found if error.id.startswith("superai_flow.")}
+
+    as_owner = errors()  # the test database's owner, a superuser
+    owner = connection.settings_dict["USER"]
+    connection.close()
+    connection.close_pool()
+    connection.settings_dict["USER"] = runtime_role
+    try:
+        as_runtime = errors()
+    finally:
+        connection.close()
+        connection.close_pool()
+        connection.settings_dict["USER"] = owner
+
+    assert "superai_flow.E001" in as_owner
+    assert as_runtime == set()
+
+
+def test_nothing_is_visible_over_a_plain_connection_either(world, runtime_role):
+    """Not just through Django: any client that logs in as the runtime role sees no tenant rows."""
+    database = connection.settings_dict
+    with psycopg.connect(host=database["HOST"] or "127.0.0.1", port=database["PORT"] or 5432,
+                         dbname=database["NAME"], user=runtime_role) as raw:  # fmt: skip
+        counts = {table: raw.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in TENANT_TABLES}
+
+    assert counts == dict.fromkeys(TENANT_TABLES, 0)
+    assert Organization.objects.count() == 2 and TaskOutput.objects.count() == 2  # as the owner: all there
