@@ -15,6 +15,7 @@ from channels.security.websocket import OriginValidator
 from django.conf import settings
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.request import Request
 
 from superai_flow.exceptions import PermissionDenied, detail
@@ -62,6 +63,20 @@ class APIKeyAuthentication(BaseAuthentication):
         return 'Bearer realm="api"'
 
 
+class KeyScopePermission(BasePermission):
+    """API keys read (GET, HEAD, OPTIONS) only with the `read` scope and write only with `write`."""
+
+    def has_permission(self, request: Request, view) -> bool:
+        user = request.user
+        if not isinstance(user, APIKeyUser):
+            return True
+        if request.method in SAFE_METHODS:
+            self.message = "This API key may not read: it has only the write scope."
+            return user.api_key.can_read
+        self.message = "This API key may only read: it has no write scope."
+        return user.api_key.can_write
+
+
 def caller_identity(request: Request) -> str:
     """Who made a change, for `modified_by`: `api_key:<key id>` or `user:<user id>`."""
     user = request.user
@@ -76,6 +91,8 @@ def caller_organization_ids(request: Request) -> frozenset[uuid.UUID] | None:
     user = request.user
     if isinstance(user, APIKeyUser):
         ids = frozenset({user.api_key.organization_id})
+    elif not user.is_authenticated:  # e.g. the schema generator's fake requests
+        ids = frozenset()
     elif user.is_superuser:
         ids = None
     else:
@@ -137,6 +154,8 @@ async def websocket_caller(scope) -> WebSocketCaller | int:
         api_key = await database_sync_to_async(api_key_authenticate)(credentials.strip())
         if api_key is None:
             return CLOSE_NOT_AUTHENTICATED
+        if not api_key.can_read:
+            return CLOSE_FORBIDDEN
         return WebSocketCaller(frozenset({api_key.organization_id}))
     user = scope.get("user")
     if user is None or not user.is_authenticated:

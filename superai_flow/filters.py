@@ -15,6 +15,7 @@ from django import forms
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import ProhibitNullCharactersValidator
 from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.utils import extend_schema_field
 from rest_framework.exceptions import ErrorDetail, ValidationError
 
 from superai_flow.json_queries import COMPARISONS, JSONArrayContainsAll, JSONPathCompare, JSONPathEquals
@@ -124,7 +125,9 @@ class StrictFilterSet(django_filters.FilterSet):
     organization_id = django_filters.UUIDFilter()
     created_after = TimestampFilter(field_name="created_at", lookup_expr="gte")
     created_before = TimestampFilter(field_name="created_at", lookup_expr="lt")
-    ordering = KeysetOrderingFilter(field_name="created_at")
+    ordering = extend_schema_field({"type": "string", "enum": ["created_at", "-created_at"]})(
+        KeysetOrderingFilter(field_name="created_at")
+    )
 
 
 def _not_json(constant: str):
@@ -183,6 +186,8 @@ class StrictFilterBackend(DjangoFilterBackend):
         conditions = []
         for name in request.query_params:
             if name in accepted:
+                if "" in request.query_params.getlist(name) and name not in ("page_size", "cursor"):
+                    errors[name] = [ErrorDetail("Give a value, or leave the parameter out.", code="blank")]
                 continue
             if name.partition(".")[0] in json_fields and "." in name:
                 try:

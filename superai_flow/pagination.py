@@ -40,7 +40,7 @@ class KeysetPagination(BasePagination):
         self.ordering = ordering
         descending = ordering.startswith("-")
         cursor = request.query_params.get("cursor")
-        if cursor:
+        if cursor is not None:
             position, backwards, self.carry = self._decode(cursor, queryset.model)
         else:
             position, backwards, self.carry = None, False, self.begin()
@@ -74,6 +74,32 @@ class KeysetPagination(BasePagination):
     def get_paginated_response(self, data):
         next_link, previous_link = self._link(self.next_position, False), self._link(self.previous_position, True)
         return Response({"results": data, "next": next_link, "previous": previous_link})
+
+    def get_paginated_response_schema(self, schema):
+        link = {"type": "string", "format": "uri", "nullable": True}
+        return {
+            "type": "object",
+            "required": ["results", "next", "previous"],
+            "properties": {"results": schema, "next": link, "previous": link},
+        }
+
+    def get_schema_operation_parameters(self, view):
+        return [
+            {
+                "name": "cursor",
+                "in": "query",
+                "required": False,
+                "description": "Where a page starts: take it from the `next` or `previous` link of a page.",
+                "schema": {"type": "string"},
+            },
+            {
+                "name": "page_size",
+                "in": "query",
+                "required": False,
+                "description": "Records per page.",
+                "schema": {"type": "integer", "minimum": 1, "maximum": settings.API_MAX_PAGE_SIZE, "default": 50},
+            },
+        ]
 
     def _page_size(self, request) -> int:
         raw = request.query_params.get("page_size")

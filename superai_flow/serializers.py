@@ -187,19 +187,13 @@ class TagsField(serializers.ListField):
 
 
 class StrictSerializer(serializers.Serializer):
-    """Refuses fields it does not declare (code `unknown_field`), reported together with every other error.
-
-    `ignored_fields` are accepted and dropped (e.g. server-managed timestamps a client echoes back).
-    """
-
-    ignored_fields: frozenset[str] = frozenset()
+    """Refuses fields it does not declare (code `unknown_field`), reported together with every other error."""
 
     def to_internal_value(self, data):
         unknown = {
             key: [ErrorDetail("Unknown field.", code="unknown_field")]
             for key in data
             if key not in self.fields or self.fields[key].read_only
-            if key not in self.ignored_fields
         }
         known = {key: value for key, value in data.items() if key in self.fields}
         try:

@@ -46,6 +46,19 @@ SECRET_KEY = _secret_key()
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
+# --- Serving over HTTPS (production; docs/security.md) ---------------------------------------------
+HTTPS = env_bool("HTTPS", False)  # set when users reach the service over https:// only
+SECURE_SSL_REDIRECT = HTTPS
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # load balancers probe over plain HTTP
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = HTTPS
+if env_bool("TRUST_X_FORWARDED_PROTO", False):  # only behind a proxy that sets the header itself
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_HSTS_SECONDS = env_int("HSTS_SECONDS", 0, minimum=0)  # a flag: browsers remember it
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("HSTS_PRELOAD", False)
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = True  # no script reads it: forms carry the token
+
 INSTALLED_APPS = [
     "daphne",
     "django.contrib.admin",
@@ -56,6 +69,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "channels",
     "superai_flow.organizations",
     "flow_executions",
@@ -158,6 +173,19 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
+# The cache holds rate-limit counters: shared by every process through Redis, else per process.
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": env_str("CHANNEL_LAYER_PREFIX", "superai_flow"),
+            "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
 # The background dispatcher of notifications (superai_flow.notifications).
 NOTIFY_MAX_QUEUE = env_int("NOTIFY_MAX_QUEUE", 10_000, minimum=1)
 NOTIFY_SEND_TIMEOUT_SECONDS = env_int("NOTIFY_SEND_TIMEOUT_SECONDS", 2, minimum=1)
@@ -200,20 +228,50 @@ REST_FRAMEWORK = {
         "superai_flow.authentication.APIKeyAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PERMISSION_CLASSES": [
+        "rest_framework.permissions.IsAuthenticated",
+        "superai_flow.authentication.KeyScopePermission",
+    ],
     "DEFAULT_RENDERER_CLASSES": ["superai_flow.rendering.SafeJSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["superai_flow.parsers.StrictJSONParser"],
     "DEFAULT_CONTENT_NEGOTIATION_CLASS": "superai_flow.rendering.JSONOnlyNegotiation",
     "DEFAULT_FILTER_BACKENDS": ["superai_flow.filters.StrictFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "superai_flow.pagination.KeysetPagination",
+    "DEFAULT_THROTTLE_CLASSES": ["superai_flow.throttling.APIKeyRateThrottle"],
     "EXCEPTION_HANDLER": "superai_flow.errors.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "SuperAI Flow API",
+    "DESCRIPTION": "Record the results of workflow tasks and watch them live. Errors always come as the "
+    "`ErrorEnvelope`; list filters and live cursors are described in docs/api.md and docs/live-updates.md.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "superai_flow.openapi.closed_request_bodies",
+    ],
+    "ENUM_NAME_OVERRIDES": {
+        "Status": "flow_executions.lifecycle.Status",
+        "CreatableStatus": "flow_executions.lifecycle.CREATABLE_STATUSES",
+    },
 }
 
 # Limits on what a client may send (docs/api.md explains each).
 API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 2 * 1024 * 1024, minimum=1024)
 API_MAX_JSON_DEPTH = env_int("API_MAX_JSON_DEPTH", 64, minimum=2)
 API_MAX_SUMMARY_BYTES = env_int("API_MAX_SUMMARY_BYTES", 64 * 1024, minimum=64)
+# Requests per API key (or signed-in user): "<n>/<second|minute|hour|day>"; empty disables the limit.
+API_RATE_LIMIT = env_str("API_RATE_LIMIT", "6000/minute")
 API_DEFAULT_PAGE_SIZE = 50
 API_MAX_PAGE_SIZE = 500
 # How far in the future a client-supplied created_at may lie (clock skew between workers and us).

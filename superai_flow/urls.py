@@ -3,6 +3,8 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.negotiation import DefaultContentNegotiation
 
 from superai_flow import views
 
@@ -19,6 +21,13 @@ urlpatterns = [
     path("", include("task_outputs.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
+    # The schema is YAML or JSON (`?format=json`, or Accept), so it negotiates like DRF does by default.
+    path(
+        "api/schema/",
+        SpectacularAPIView.as_view(content_negotiation_class=DefaultContentNegotiation),
+        name="openapi-schema",
+    ),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="openapi-schema"), name="api-docs"),
 ]
 
 handler400 = "superai_flow.errors.handler400"

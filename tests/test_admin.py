@@ -218,11 +218,12 @@ def test_records_are_not_hard_deleted_from_admin(root, world):
 def test_adding_a_key_shows_it_once_and_it_works(root, org_a, flow_a, make_output):
     make_output(flow_a)
 
-    response = root.post(admin_url("organizations/apikey", "add/"), {"organization": str(org_a.id), "name": "ci"},
-                         follow=True)  # fmt: skip
+    form = {"organization": str(org_a.id), "name": "ci", "scopes": "read"}
+    response = root.post(admin_url("organizations/apikey", "add/"), form, follow=True)
 
     key = re.search(r"The new API key is (sfk_[A-Za-z0-9_-]{43})", response.content.decode()).group(1)
     assert bearer_client(key).get("/api/v1/task-outputs").status_code == 200
+    assert APIKey.objects.get(name="ci").scopes == "read"
     assert key not in root.get(admin_url("organizations/apikey")).content.decode()
     assert APIKey.objects.get(name="ci").key_hash != key
 

@@ -34,7 +34,7 @@ class FlowExecutionCreateSerializer(StrictSerializer):
 class StatusChangeSerializer(StrictSerializer):
     """PATCH of a flow execution: `status` (the lifecycle decides, 409 otherwise) and `modified_by`."""
 
-    status = StrictChoiceField(choices=Status.values, required=False)
+    status = StrictChoiceField(choices=Status.choices, required=False)
     modified_by = StrictCharField(max_length=255, required=False)
 
 
@@ -45,11 +45,11 @@ class FlowExecutionSerializer(serializers.Serializer):
     organization_id = serializers.UUIDField(read_only=True)
     flow_name = serializers.CharField(read_only=True)
     flow_version = serializers.IntegerField(read_only=True)
-    status = serializers.CharField(read_only=True)
+    status = serializers.ChoiceField(choices=Status.choices, read_only=True)
     input = serializers.JSONField(read_only=True)
     modified_by = serializers.CharField(read_only=True)
-    started_at = serializers.DateTimeField(read_only=True)
-    completed_at = serializers.DateTimeField(read_only=True)
+    started_at = serializers.DateTimeField(read_only=True, allow_null=True)
+    completed_at = serializers.DateTimeField(read_only=True, allow_null=True)
     created_at = serializers.DateTimeField(read_only=True)
     updated_at = serializers.DateTimeField(read_only=True)
 
@@ -90,15 +90,15 @@ class TaskExecutionSerializer(serializers.Serializer):
     flow_execution_id = serializers.UUIDField(read_only=True)
     organization_id = serializers.UUIDField(read_only=True)
     task_name = serializers.CharField(read_only=True)
-    status = serializers.CharField(read_only=True)
+    status = serializers.ChoiceField(choices=Status.choices, read_only=True)
     attempt = serializers.IntegerField(read_only=True)
     retries = serializers.IntegerField(read_only=True)
     input = serializers.JSONField(read_only=True)
     output = serializers.JSONField(read_only=True)
     error = serializers.JSONField(read_only=True)
-    started_at = serializers.DateTimeField(read_only=True)
-    finished_at = serializers.DateTimeField(read_only=True)
-    duration_ms = serializers.IntegerField(read_only=True)
+    started_at = serializers.DateTimeField(read_only=True, allow_null=True)
+    finished_at = serializers.DateTimeField(read_only=True, allow_null=True)
+    duration_ms = serializers.IntegerField(read_only=True, allow_null=True)
     modified_by = serializers.CharField(read_only=True)
     created_at = serializers.DateTimeField(read_only=True)
     updated_at = serializers.DateTimeField(read_only=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.urls import reverse
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.response import Response
 
@@ -31,8 +32,32 @@ from flow_executions.services import (
 )
 from superai_flow.api import create_response, validated_body
 from superai_flow.authentication import caller_identity, require_organization, scope_to_caller
+from superai_flow.openapi import LOCATION, created, errors
 
 
+@extend_schema_view(
+    list=extend_schema(
+        summary="List flow executions", responses={200: FlowExecutionSerializer(many=True), **errors(422)}
+    ),
+    retrieve=extend_schema(
+        summary="Read one flow execution, with counts of its task outputs",
+        responses={200: FlowExecutionDetailSerializer, **errors(404)},
+    ),
+    create=extend_schema(
+        summary="Start recording a flow execution",
+        request=FlowExecutionCreateSerializer,
+        responses=created(FlowExecutionSerializer),
+        parameters=[LOCATION],
+    ),
+    partial_update=extend_schema(
+        summary="Change status (lifecycle enforced)",
+        request=StatusChangeSerializer,
+        responses={200: FlowExecutionSerializer, **errors(400, 404, 409, 413, 415, 422)},
+    ),
+    destroy=extend_schema(
+        summary="Soft-delete a flow execution and everything under it", responses={204: None, **errors(404, 409)}
+    ),
+)
 class FlowExecutionViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     serializer_class = FlowExecutionSerializer
     filterset_class = FlowExecutionFilterSet
@@ -64,6 +89,23 @@ class FlowExecutionViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+@extend_schema_view(
+    list=extend_schema(
+        summary="List task executions", responses={200: TaskExecutionSerializer(many=True), **errors(422)}
+    ),
+    retrieve=extend_schema(summary="Read one task execution", responses={200: TaskExecutionSerializer, **errors(404)}),
+    create=extend_schema(
+        summary="Record an attempt of a task",
+        request=TaskExecutionCreateSerializer,
+        responses=created(TaskExecutionSerializer),
+        parameters=[LOCATION],
+    ),
+    partial_update=extend_schema(
+        summary="Record progress: status, output, error, retries, times",
+        request=TaskExecutionChangeSerializer,
+        responses={200: TaskExecutionSerializer, **errors(400, 404, 409, 413, 415, 422)},
+    ),
+)
 class TaskExecutionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = TaskExecutionSerializer
     filterset_class = TaskExecutionFilterSet

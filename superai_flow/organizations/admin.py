@@ -40,7 +40,7 @@ class MembershipAdmin(OrganizationScopedAdmin):
 class APIKeyAdmin(OrganizationScopedAdmin):
     """Adding a key shows it once, in a message; only its hash is kept. Revoked keys stop working at once."""
 
-    list_display = ["name", "organization", "prefix", "created_at", "last_used_at", "revoked_at"]
+    list_display = ["name", "organization", "scopes", "prefix", "created_at", "last_used_at", "revoked_at"]
     list_select_related = ["organization"]
     list_filter = ["organization", ("revoked_at", admin.EmptyFieldListFilter)]
     search_fields = ["name", "prefix", "organization__name"]
@@ -48,8 +48,8 @@ class APIKeyAdmin(OrganizationScopedAdmin):
 
     def get_fields(self, request, obj=None):
         if obj is None:
-            return ["organization", "name"]
-        return ["name", "organization", "prefix", "created_at", "last_used_at", "revoked_at"]
+            return ["organization", "name", "scopes"]
+        return ["name", "organization", "scopes", "prefix", "created_at", "last_used_at", "revoked_at"]
 
     def get_readonly_fields(self, request, obj=None):
         return [] if obj is None else ["organization", "prefix", "created_at", "last_used_at", "revoked_at"]
@@ -61,7 +61,7 @@ class APIKeyAdmin(OrganizationScopedAdmin):
         if change:
             super().save_model(request, obj, form, change)
             return
-        api_key, raw_key = api_key_create(organization=obj.organization, name=obj.name)
+        api_key, raw_key = api_key_create(organization=obj.organization, name=obj.name, scopes=obj.scopes)
         obj.pk = api_key.pk
         self.message_user(
             request,

@@ -44,8 +44,19 @@ class Membership(TimestampedModel):
 class APIKey(TimestampedModel):
     """A secret that acts for one organization. Only its SHA-256 is stored; the key is shown once."""
 
+    class Scopes(models.TextChoices):
+        READ_WRITE = "read write", "read and write"
+        READ = "read", "read only"
+        WRITE = "write", "write only"
+
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="api_keys")
     name = models.CharField(max_length=100, help_text="A label to tell keys apart, e.g. the worker that uses it.")
+    scopes = models.CharField(
+        max_length=20,
+        choices=Scopes.choices,
+        default=Scopes.READ_WRITE,
+        help_text="Reading lists, records and live feeds; writing creates and changes records.",
+    )
     prefix = models.CharField(max_length=16, unique=True, editable=False, help_text="The key's first characters.")
     key_hash = models.CharField(max_length=64, editable=False)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
@@ -61,6 +72,14 @@ class APIKey(TimestampedModel):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+    @property
+    def can_read(self) -> bool:
+        return "read" in self.scopes.split()
+
+    @property
+    def can_write(self) -> bool:
+        return "write" in self.scopes.split()
 
     @property
     def identity(self) -> str:

@@ -29,7 +29,9 @@ def organization_create(*, name: str) -> Organization:
     return Organization.objects.create(name=name)
 
 
-def api_key_create(*, organization: Organization, name: str) -> tuple[APIKey, str]:
+def api_key_create(
+    *, organization: Organization, name: str, scopes: str = APIKey.Scopes.READ_WRITE
+) -> tuple[APIKey, str]:
     """A new key for `organization`; returns the record and the key itself, which is not stored."""
     for _ in range(5):
         raw_key = KEY_PREFIX + secrets.token_urlsafe(32)
@@ -38,6 +40,7 @@ def api_key_create(*, organization: Organization, name: str) -> tuple[APIKey, st
                 api_key = APIKey.objects.create(
                     organization=organization,
                     name=name,
+                    scopes=scopes,
                     prefix=raw_key[:_LOOKUP_PREFIX_LENGTH],
                     key_hash=_hash(raw_key),
                 )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import django_filters
 from django import forms
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 
 from flow_executions.lifecycle import Status
 from superai_flow.filters import (
@@ -55,7 +57,7 @@ class TaskOutputFilterSet(StrictFilterSet):
     task_name = TextFilter()
     status = ChoicesFilter(choices=Status.choices)
     tag = AllTagsFilter(field_name="tags", max_length=100)
-    after = LiveCursorFilter()
+    after = extend_schema_field(OpenApiTypes.STR)(LiveCursorFilter())
 
     class Meta:
         model = TaskOutput

@@ -23,8 +23,6 @@ from superai_flow.serializers import (
 class TaskOutputCreateSerializer(StrictSerializer):
     """POST /task-outputs. Shapes only: organization, references and idempotency are checked after."""
 
-    ignored_fields = frozenset({"updated_at"})
-
     id = StrictUUIDField(required=False)
     flow_execution_id = StrictUUIDField()
     organization_id = StrictUUIDField()
@@ -38,6 +36,13 @@ class TaskOutputCreateSerializer(StrictSerializer):
     tags = TagsField(required=False, default=list)
     modified_by = StrictCharField(max_length=255, required=False, default="system")
     created_at = AwareDateTimeField(required=False)
+    updated_at = serializers.JSONField(
+        required=False, write_only=True, help_text="Accepted and ignored: the server sets it."
+    )
+
+    def validate(self, attrs):
+        attrs.pop("updated_at", None)
+        return attrs
 
     def validate_created_at(self, value):
         skew = timedelta(seconds=settings.API_CREATED_AT_MAX_SKEW_SECONDS)
@@ -52,7 +57,7 @@ class TaskOutputCreateSerializer(StrictSerializer):
 class TaskOutputChangeSerializer(StrictSerializer):
     """PATCH /task-outputs/{id}: `status` (only to stale or deleted), `tags`, `modified_by`."""
 
-    status = StrictChoiceField(choices=Status.values, required=False)
+    status = StrictChoiceField(choices=Status.choices, required=False)
     tags = TagsField(required=False)
     modified_by = StrictCharField(max_length=255, required=False)
 
@@ -66,10 +71,10 @@ class TaskOutputSerializer(serializers.Serializer):
     flow_version = serializers.IntegerField(read_only=True)
     task_execution_id = serializers.UUIDField(read_only=True, allow_null=True)
     task_name = serializers.CharField(read_only=True)
-    status = serializers.CharField(read_only=True)
-    summary = serializers.JSONField(read_only=True)
+    status = serializers.ChoiceField(choices=Status.choices, read_only=True)
+    summary = JSONValueField(types=(dict, str), read_only=True)
     output = serializers.JSONField(read_only=True)
-    tags = serializers.JSONField(read_only=True)
+    tags = serializers.ListField(child=serializers.CharField(), read_only=True)
     modified_by = serializers.CharField(read_only=True)
     created_at = serializers.DateTimeField(read_only=True)
     updated_at = serializers.DateTimeField(read_only=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.urls import reverse
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.response import Response
 
@@ -10,13 +11,50 @@ from flow_executions.api.references import flow_execution_named_in
 from flow_executions.selectors import referenced_task_execution
 from superai_flow.api import create_response, validated_body
 from superai_flow.authentication import caller_identity, scope_to_caller
+from superai_flow.openapi import LOCATION, created, errors
 from task_outputs.api.filters import TaskOutputFilterSet
 from task_outputs.api.pagination import LiveKeysetPagination
 from task_outputs.api.serializers import TaskOutputChangeSerializer, TaskOutputCreateSerializer, TaskOutputSerializer
 from task_outputs.selectors import visible_task_outputs
 from task_outputs.services import task_output_create, task_output_delete, task_output_update
 
+LIVE_CURSOR = OpenApiParameter(
+    "X-Live-Cursor",
+    str,
+    location=OpenApiParameter.HEADER,
+    response=[200],
+    description="A live cursor for `?after=` or a WebSocket resume: taken before this list's first page.",
+)
+TAG = OpenApiParameter(
+    "tag", str, many=True, explode=True, description="Repeatable: every tag given must be present (commas are text)."
+)
+LIST_NOTES = """Also filters on values inside `summary`: `summary.<key>[.<key>...]=<value>` (JSON equality; plain
+text when the value is not JSON) and `summary.<path>__gt|__gte|__lt|__lte=<number>`. `after=<live cursor>`
+returns what was written since that cursor, oldest first. Unknown parameters are refused (422)."""
 
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="List task outputs",
+        description=LIST_NOTES,
+        parameters=[LIVE_CURSOR, TAG],
+        responses={200: TaskOutputSerializer(many=True), **errors(422)},
+    ),
+    retrieve=extend_schema(summary="Read one task output", responses={200: TaskOutputSerializer, **errors(404)}),
+    create=extend_schema(
+        summary="Create a task output",
+        description="Send your own `id` to make retries safe: the same payload again answers 200, another 409.",
+        request=TaskOutputCreateSerializer,
+        responses=created(TaskOutputSerializer),
+        parameters=[LOCATION],
+    ),
+    partial_update=extend_schema(
+        summary="Mark stale or deleted, retag",
+        request=TaskOutputChangeSerializer,
+        responses={200: TaskOutputSerializer, **errors(400, 404, 409, 413, 415, 422)},
+    ),
+    destroy=extend_schema(summary="Soft-delete a task output", responses={204: None, **errors(404, 409)}),
+)
 class TaskOutputViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = TaskOutputSerializer
     filterset_class = TaskOutputFilterSet

@@ -106,3 +106,14 @@ def test_every_execution_endpoint_answers_over_http(api):
         response = api.request(method, path, json=body)
         assert response.status_code == status, (method, path, response.text)
         assert response.headers["X-Request-ID"]
+
+
+@pytest.mark.redis
+def test_servers_share_one_rate_limit_through_redis(tenant):
+    _, key = tenant
+    headers = {"Authorization": f"Bearer {key}"}
+    with DaphneServer(API_RATE_LIMIT="4/minute") as one, DaphneServer(API_RATE_LIMIT="4/minute") as other:
+        answers = [httpx.get(f"{server.url}/api/v1/task-outputs", headers=headers).status_code
+                   for server in (one, other, one, other, one)]  # fmt: skip
+
+    assert answers == [200, 200, 200, 200, 429]

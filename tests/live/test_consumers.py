@@ -166,6 +166,13 @@ async def test_missing_or_bad_credentials_close_with_4401(flow_a, headers):
     assert await close_code(communicator(SUMMARIES, headers=headers)) == 4401
 
 
+async def test_a_key_that_may_not_read_closes_with_4403(flow_a, org_a):
+    key = await database_sync_to_async(lambda: api_key_create(organization=org_a, name="w", scopes="write")[1])()
+
+    assert await close_code(communicator(flow_path(flow_a), key=key)) == 4403
+    assert await close_code(communicator(SUMMARIES, key=key)) == 4403
+
+
 async def test_a_revoked_key_closes_with_4401(flow_a, org_a, key_a):
     await database_sync_to_async(lambda: api_key_revoke(api_key=APIKey.objects.get(organization=org_a)))()
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
 from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import User
+from django.core.cache import cache, caches
+from django.core.management import call_command
 from rest_framework.test import APIClient
 
 from superai_flow.organizations.models import APIKey, Membership
@@ -133,3 +136,80 @@ def test_a_member_of_two_organizations_cannot_mix_them(member, org_b, flow_a):
 
 def test_a_member_may_not_act_for_other_organizations(member, flow_b):
     error_of(session_client(member).post(URL, body_for(flow_b)), 403, "permission_denied")
+
+
+# --- Key scopes ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def read_only(org_a) -> APIClient:
+    return bearer_client(api_key_create(organization=org_a, name="dashboard", scopes="read")[1])
+
+
+@pytest.fixture
+def write_only(org_a) -> APIClient:
+    return bearer_client(api_key_create(organization=org_a, name="worker", scopes="write")[1])
+
+
+def test_a_read_only_key_reads_but_cannot_write(read_only, flow_a, make_output):
+    output = make_output(flow_a)
+
+    assert read_only.get(URL).status_code == 200
+    for response in (
+        read_only.post(URL, body_for(flow_a)),
+        read_only.patch(f"{URL}/{output.id}", {"status": "deleted"}),
+        read_only.delete(f"{URL}/{output.id}"),
+        read_only.post("/api/v1/flow-executions", {"organization_id": str(flow_a.organization_id), "flow_name": "x"}),
+    ):
+        body = error_of(response, 403, "permission_denied")
+        assert "only read" in body["error"]["message"]
+    output.refresh_from_db()
+    assert output.status == "queued"
+
+
+def test_a_write_only_key_writes_but_cannot_read(write_only, flow_a):
+    assert write_only.post(URL, body_for(flow_a)).status_code == 201
+    assert "may not read" in error_of(write_only.get(URL), 403, "permission_denied")["error"]["message"]
+
+
+def test_create_api_key_makes_read_only_keys(org_a, flow_a):
+    out = io.StringIO()
+    call_command("create_api_key", org_a.name, "--scopes", "read", stdout=out, stderr=io.StringIO())
+    client = bearer_client(out.getvalue().strip().splitlines()[-1])
+
+    assert client.get(URL).status_code == 200
+    error_of(client.post(URL, body_for(flow_a)), 403, "permission_denied")
+    assert APIKey.objects.get(organization=org_a, name="default").scopes == "read"
+
+
+# --- Rate limits --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def low_limit(settings):
+    settings.API_RATE_LIMIT = "3/minute"
+    cache.clear()
+    yield
+    cache.clear()
+
+
+def test_a_key_over_its_rate_limit_gets_429_with_retry_after(low_limit, client_a, client_b):
+    answers = [client_a.get(URL).status_code for _ in range(3)]
+    over = client_a.get(URL)
+
+    assert answers == [200, 200, 200]
+    error_of(over, 429, "throttled")
+    assert 1 <= int(over["Retry-After"]) <= 60
+    assert client_b.get(URL).status_code == 200  # each key has its own budget
+
+
+def test_the_limit_is_configurable_and_can_be_lifted(settings, client_a):
+    settings.API_RATE_LIMIT = ""
+
+    assert all(client_a.get(URL).status_code == 200 for _ in range(10))
+
+
+@pytest.mark.redis
+def test_with_redis_the_limit_is_counted_in_redis(settings):
+    assert type(caches["default"]).__name__ == "RedisCache"
+    assert settings.CACHES["default"]["LOCATION"] == settings.REDIS_URL

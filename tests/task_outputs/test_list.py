@@ -265,6 +265,10 @@ def test_summary_queries_reject_malformed_input(client_a, summaries, param, valu
         ({"page_size": "501"}, "page_size", "invalid"),
         ({"page_size": "ten"}, "page_size", "invalid"),
         ({"cursor": "garbage"}, "cursor", "invalid"),
+        ({"cursor": ""}, "cursor", "invalid"),
+        ({"organization_id": ""}, "organization_id", "blank"),
+        ({"task_name": ""}, "task_name", "blank"),
+        ({"status": ""}, "status", "blank"),
     ],
 )
 def test_list_rejects_unknown_and_malformed_parameters(client_a, outputs, query, field, code):
