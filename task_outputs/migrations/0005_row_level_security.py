@@ -6,6 +6,7 @@ Tables get ENABLE and FORCE ROW LEVEL SECURITY, so their owner is held to the po
 
 from django.db import migrations
 
+# A frozen copy of superai_flow.tenancy.TENANT_TABLES: a migration must not change when the code does.
 TENANT_TABLES = {
     "organizations_organization": "id",
     "organizations_membership": "organization_id",

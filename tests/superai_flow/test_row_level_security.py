@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import io
 import logging
+import os
+import subprocess
+import sys
 import uuid
 
 import psycopg
@@ -20,6 +23,7 @@ from superai_flow.organizations.models import APIKey, Membership, Organization
 from superai_flow.organizations.services import api_key_create
 from superai_flow.tenancy import TENANT_TABLES, set_scope
 from task_outputs.models import TaskOutput
+from tests.e2e.servers import PROJECT_DIR
 from tests.helpers import bearer_client
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -212,3 +216,46 @@ def test_nothing_is_visible_over_a_plain_connection_either(world, runtime_role):
 
     assert counts == dict.fromkeys(TENANT_TABLES, 0)
     assert Organization.objects.count() == 2 and TaskOutput.objects.count() == 2  # as the owner: all there
+
+
+def test_the_documented_deployment_migrates_as_the_owner_and_runs_as_the_runtime_role(runtime_role, tmp_path):
+    """docs/security.md's procedure, on a fresh database: migrate with DATABASE_MIGRATION_URL, then the
+    runtime role can use every table and passes the deploy check."""
+    settings = connection.settings_dict
+    database = f"superai_flow_deploy_{uuid.uuid4().hex[:8]}"
+    server = f"{settings['HOST'] or '127.0.0.1'}:{settings['PORT'] or 5432}"
+    owner_url = f"postgres://{settings['USER']}@{server}/{database}"
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgres://{runtime_role}@{server}/{database}",
+        "DATABASE_MIGRATION_URL": owner_url,
+        "SUPERAI_FLOW_VAR_DIR": str(tmp_path),
+    }
+    env.pop("REDIS_URL", None)
+    with connection.cursor() as cursor:
+        cursor.execute(f'CREATE DATABASE "{database}"')
+    try:
+        manage = [sys.executable, "manage.py"]
+        migrate = subprocess.run([*manage, "migrate", "--database", "owner", "--noinput"], cwd=PROJECT_DIR, env=env,
+                                 capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert migrate.returncode == 0, migrate.stderr
+        check = subprocess.run([*manage, "check", "--deploy", "--database", "default", "--fail-level", "ERROR"],
+                               cwd=PROJECT_DIR, env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert check.returncode == 0 and "superai_flow.E" not in check.stderr, check.stderr
+        organization = subprocess.run([*manage, "create_organization", "Deployed"], cwd=PROJECT_DIR, env=env,
+                                      capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert organization.returncode == 0, organization.stderr
+        with psycopg.connect(owner_url.replace("postgres://", "postgresql://"), autocommit=True) as owner:
+            owned = owner.execute(
+                "SELECT count(*) FROM pg_class WHERE relname = 'task_outputs_taskoutput' "
+                "AND pg_get_userbyid(relowner) = %s",
+                [settings["USER"]],
+            ).fetchone()[0]
+        assert owned == 1
+    finally:
+        connection.close()
+        with psycopg.connect(
+            host=settings["HOST"] or "127.0.0.1", port=settings["PORT"] or 5432, user=settings["USER"],
+            dbname="postgres", autocommit=True,
+        ) as admin:  # fmt: skip
+            admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
