@@ -1,4 +1,5 @@
-"""System checks: the role the service runs as must not be able to get around row-level security.
+"""System checks: the role the service runs as must not be able to get around row-level security,
+and the JSON indexes must still work under it.
 
 Run with `python manage.py check --deploy --database default` (part of deploying, see docs/security.md).
 """
@@ -6,6 +7,7 @@ Run with `python manage.py check --deploy --database default` (part of deploying
 from __future__ import annotations
 
 from django.core.checks import Error, Tags, register
+from django.core.checks import Warning as CheckWarning
 from django.db import connections
 
 from superai_flow.tenancy import TENANT_TABLES
@@ -43,3 +45,26 @@ def check_row_level_security(app_configs, databases=None, **kwargs) -> list[Erro
             errors.append(Error(f"The service's role {role} owns {table} and could switch its security off.",
                                 hint=HINT, id="superai_flow.E004"))  # fmt: skip
     return errors
+
+
+LEAKPROOF_SQL = "ALTER FUNCTION pg_catalog.jsonb_contains(jsonb, jsonb) LEAKPROOF"
+
+
+@register(Tags.database, deploy=True)
+def check_jsonb_containment_is_leakproof(app_configs, databases=None, **kwargs) -> list[CheckWarning]:
+    if not databases or "default" not in databases or connections["default"].vendor != "postgresql":
+        return []
+    with connections["default"].cursor() as cursor:
+        cursor.execute(
+            "SELECT proleakproof FROM pg_proc WHERE oid = 'pg_catalog.jsonb_contains(jsonb, jsonb)'::regprocedure"
+        )
+        if cursor.fetchone()[0]:
+            return []
+    return [
+        CheckWarning(
+            "Filters on summary and tags cannot use their GIN indexes under row-level security: "
+            "jsonb_contains is not marked LEAKPROOF in this database (migrations ran as a role that is no superuser).",
+            hint=f"As a superuser, in this database: {LEAKPROOF_SQL}; (task_outputs/0006 explains why it is safe).",
+            id="superai_flow.W001",
+        )
+    ]

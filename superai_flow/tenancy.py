@@ -3,9 +3,10 @@
 Every tenant table has a policy that shows and accepts only rows of the organizations named in the
 transaction-local setting `superai.organization_ids` (set with `set_config(..., true)`, so a pooled
 connection never carries it into the next request). With nothing set, queries see nothing. Superusers
-and system jobs see everything only through `superai.rls_bypass`, which code sets on purpose, with a
-reason that is logged (`superai_flow.audit`). Lookups that must happen before the organization is
-known (an API key by prefix, a user's memberships) go through SECURITY DEFINER functions.
+and system jobs see everything only on purpose, with a reason that is logged (`superai_flow.audit`):
+their scope then names every organization. Lookups that must happen before the organization is known
+(an API key by prefix, a user's memberships, every organization for a bypass) go through SECURITY
+DEFINER functions, which alone may look past the policy (`superai.rls_bypass` in their SET clause).
 
 SQLite has no row-level security: there the application-level scoping is the only layer.
 """
@@ -23,7 +24,6 @@ from django.db import connection, connections, transaction
 audit = logging.getLogger("superai_flow.audit")
 
 SCOPE_SETTING = "superai.organization_ids"
-BYPASS_SETTING = "superai.rls_bypass"
 # Every table that holds tenant data, with the column naming its organization.
 TENANT_TABLES = {
     "organizations_organization": "id",
@@ -50,13 +50,23 @@ def set_scope(organization_ids: Iterable[uuid.UUID] | None, *, bypass_reason: st
             if not bypass_reason:
                 raise ValueError("Bypassing row-level security needs a reason (it is logged).")
             audit.info("Row-level security bypassed: %s", bypass_reason)
-            settings_sql = "SELECT set_config(%s, 'on', true), set_config(%s, '', true)"
-            params = [BYPASS_SETTING, SCOPE_SETTING]
+            cursor.execute(
+                "SELECT set_config(%s, array_to_string(superai_organization_ids(), ','), true)", [SCOPE_SETTING]
+            )
         else:
             ids = ",".join(str(pk) for pk in organization_ids)
-            settings_sql = "SELECT set_config(%s, %s, true), set_config(%s, '', true)"
-            params = [SCOPE_SETTING, ids, BYPASS_SETTING]
-        cursor.execute(settings_sql, params)
+            cursor.execute("SELECT set_config(%s, %s, true)", [SCOPE_SETTING, ids])
+
+
+def include_in_scope(organization_id: uuid.UUID) -> None:
+    """Add a new organization to the current transaction's scope, so that its creator can write it."""
+    if not enforced() or not connection.in_atomic_block:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT set_config(%s, concat_ws(',', nullif(current_setting(%s, true), ''), %s::text), true)",
+            [SCOPE_SETTING, SCOPE_SETTING, str(organization_id)],
+        )
 
 
 @contextmanager

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.db import models
+from django.db import models, transaction
 
+from superai_flow import tenancy
 from superai_flow.db import TimestampedModel
 
 
@@ -23,6 +24,14 @@ class Organization(TimestampedModel):
 
     def __str__(self) -> str:
         return self.name
+
+    def save(self, *args, **kwargs) -> None:
+        if not self._state.adding:
+            super().save(*args, **kwargs)
+            return
+        with transaction.atomic(using=kwargs.get("using")):  # whoever creates an organization may write it
+            tenancy.include_in_scope(self.pk)
+            super().save(*args, **kwargs)
 
 
 class Membership(TimestampedModel):

@@ -17,8 +17,10 @@ import pytest
 from django.core.checks import run_checks
 from django.core.management import call_command
 from django.db import DatabaseError, connection, transaction
+from django.db.models import Q
 
 from flow_executions.models import FlowExecution, TaskExecution
+from superai_flow.json_queries import JSONArrayContainsAll
 from superai_flow.organizations.models import APIKey, Membership, Organization
 from superai_flow.organizations.services import api_key_create
 from superai_flow.tenancy import TENANT_TABLES, set_scope
@@ -129,6 +131,44 @@ def test_another_organizations_rows_cannot_be_changed_or_deleted(as_runtime_role
     assert (updated, deleted) == (0, 0)
 
 
+@pytest.fixture
+def crowded(world, flow_a):
+    """5,000 more outputs in organization A, one tag and one summary value in a thousand, analyzed."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO task_outputs_taskoutput (id, organization_id, flow_execution_id, flow_version, task_name,
+                status, summary, output, tags, modified_by, created_at, updated_at, write_txid, write_horizon,
+                cursor_horizon, revision)
+            SELECT gen_random_uuid(), %s, %s, 1, 'bulk', 'completed', jsonb_build_object('k', n %% 1000),
+                   '{}'::jsonb, jsonb_build_array('t' || (n %% 1000)), 'test', now(), now(), n, n, n, 1
+            FROM generate_series(1, 5000) AS n
+            """,
+            [flow_a.organization_id, flow_a.id],
+        )
+        cursor.execute("ANALYZE task_outputs_taskoutput")
+    return world
+
+
+@pytest.mark.parametrize(
+    ("condition", "index"),
+    [
+        (JSONArrayContainsAll("tags", ["t7"]), "task_out_tags_gin"),
+        (Q(summary__contains={"k": 7}), "task_out_summary_gin"),
+    ],
+)
+def test_json_filters_keep_their_gin_index_under_row_level_security(crowded, as_runtime_role, condition, index):
+    """jsonb containment must be LEAKPROOF (task_outputs/0006), or the planner may not use the index first."""
+    org_a, _, _ = crowded
+    with transaction.atomic():
+        set_scope([org_a.id])
+        plan = TaskOutput.objects.filter(condition).explain()
+        found = TaskOutput.objects.filter(condition).count()
+
+    assert index in plan
+    assert found == 5
+
+
 def test_a_pooled_connection_carries_no_scope_into_the_next_request(as_runtime_role, world):
     org_a, _, keys = world
     connection.close_pool()
@@ -186,6 +226,19 @@ def test_system_jobs_bypass_on_purpose_and_leave_a_trace(as_runtime_role, world,
         assert APIKey.objects.filter(name="nightly").count() == 1
 
 
+def test_an_organization_created_under_bypass_can_be_filled_at_once(as_runtime_role, world):
+    with transaction.atomic():
+        set_scope(None, bypass_reason="test: onboarding")
+        created = Organization.objects.create(name="Org C")
+        FlowExecution.objects.create(organization=created, flow_name="first")
+        seen = set(Organization.objects.values_list("name", flat=True))
+
+    assert seen == {"Org A", "Org B", "Org C"}
+    with transaction.atomic():
+        set_scope([created.id])
+        assert list(FlowExecution.objects.values_list("flow_name", flat=True)) == ["first"]
+
+
 def test_the_deploy_check_accepts_the_runtime_role_and_refuses_the_owner(world, runtime_role):
     def errors() -> set[str]:
         found = run_checks(include_deployment_checks=True, databases=["default"])
@@ -218,13 +271,17 @@ def test_nothing_is_visible_over_a_plain_connection_either(world, runtime_role):
     assert Organization.objects.count() == 2 and TaskOutput.objects.count() == 2  # as the owner: all there
 
 
+OWNER_ROLE = "superai_flow_owner_test"
+
+
 def test_the_documented_deployment_migrates_as_the_owner_and_runs_as_the_runtime_role(runtime_role, tmp_path):
-    """docs/security.md's procedure, on a fresh database: migrate with DATABASE_MIGRATION_URL, then the
-    runtime role can use every table and passes the deploy check."""
+    """docs/security.md's procedure, on a fresh database owned by a role that is no superuser: migrate
+    with DATABASE_MIGRATION_URL; then the runtime role passes the deploy check, system jobs create an
+    organization and a key, and the key is found by the lookup that precedes any scope."""
     settings = connection.settings_dict
     database = f"superai_flow_deploy_{uuid.uuid4().hex[:8]}"
     server = f"{settings['HOST'] or '127.0.0.1'}:{settings['PORT'] or 5432}"
-    owner_url = f"postgres://{settings['USER']}@{server}/{database}"
+    owner_url = f"postgresql://{OWNER_ROLE}@{server}/{database}"
     env = {
         **os.environ,
         "DATABASE_URL": f"postgres://{runtime_role}@{server}/{database}",
@@ -233,25 +290,38 @@ def test_the_documented_deployment_migrates_as_the_owner_and_runs_as_the_runtime
     }
     env.pop("REDIS_URL", None)
     with connection.cursor() as cursor:
-        cursor.execute(f'CREATE DATABASE "{database}"')
+        cursor.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [OWNER_ROLE])
+        if cursor.fetchone() is None:
+            cursor.execute(f'CREATE ROLE "{OWNER_ROLE}" LOGIN NOSUPERUSER NOBYPASSRLS')
+        cursor.execute(f'CREATE DATABASE "{database}" OWNER "{OWNER_ROLE}"')
+
+    def manage(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "manage.py", *args], cwd=PROJECT_DIR, env=env,
+                              capture_output=True, text=True, timeout=300)  # fmt: skip
+
     try:
-        manage = [sys.executable, "manage.py"]
-        migrate = subprocess.run([*manage, "migrate", "--database", "owner", "--noinput"], cwd=PROJECT_DIR, env=env,
-                                 capture_output=True, text=True, timeout=300)  # fmt: skip
+        migrate = manage("migrate", "--database", "owner", "--noinput")
         assert migrate.returncode == 0, migrate.stderr
-        check = subprocess.run([*manage, "check", "--deploy", "--database", "default", "--fail-level", "ERROR"],
-                               cwd=PROJECT_DIR, env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+        check = manage("check", "--deploy", "--database", "default", "--fail-level", "ERROR")
         assert check.returncode == 0 and "superai_flow.E" not in check.stderr, check.stderr
-        organization = subprocess.run([*manage, "create_organization", "Deployed"], cwd=PROJECT_DIR, env=env,
-                                      capture_output=True, text=True, timeout=120)  # fmt: skip
-        assert organization.returncode == 0, organization.stderr
-        with psycopg.connect(owner_url.replace("postgres://", "postgresql://"), autocommit=True) as owner:
+        assert "superai_flow.W001" in check.stderr  # no superuser migrated: jsonb_contains is not LEAKPROOF
+        assert manage("create_organization", "Deployed").returncode == 0
+        key = manage("create_api_key", "Deployed", "--name", "first")
+        assert key.returncode == 0, key.stderr
+        raw_key = next(word for word in key.stdout.split() if word.startswith("sfk_"))
+        with psycopg.connect(f"postgresql://{runtime_role}@{server}/{database}") as app:  # one transaction
+            found = app.execute("SELECT name FROM superai_api_key_by_prefix(%s)", [raw_key[:12]]).fetchall()
+            left_raised = app.execute("SELECT current_setting('superai.rls_bypass', true)").fetchone()[0]
+            visible = app.execute("SELECT count(*) FROM organizations_apikey").fetchone()[0]
+        with psycopg.connect(owner_url, autocommit=True) as owner:
             owned = owner.execute(
                 "SELECT count(*) FROM pg_class WHERE relname = 'task_outputs_taskoutput' "
                 "AND pg_get_userbyid(relowner) = %s",
-                [settings["USER"]],
+                [OWNER_ROLE],
             ).fetchone()[0]
         assert owned == 1
+        assert found == [("first",)]  # the narrow lookup sees the key...
+        assert left_raised == "" and visible == 0  # ...and lowers its flag again: a plain query sees nothing
     finally:
         connection.close()
         with psycopg.connect(
