@@ -1,13 +1,15 @@
 """Latency from a create's 201 to its receipt on the WebSocket, by number of connected watchers.
 
-Runs against real processes: two daphne servers sharing a throwaway PostgreSQL database and a private
-Redis (one serves the watchers' WebSockets, the other the creates, as behind a load balancer). For
-each feed (the flow group, the summary group) and each number of watchers, it connects the watchers
-from two client processes, then creates task outputs one at a time at a steady pace and records, for
-every watcher and every output, receipt time minus the time the 201 arrived (a negative value means
-the message beat the response), and receipt time minus the time the request was sent. Ratios compare
-the latter with the first (smallest) number of watchers measured in the same run. Clocks are
-CLOCK_MONOTONIC, shared by the processes of the machine.
+Runs against real processes: two daphne servers sharing a throwaway PostgreSQL database (deployed like
+production, bench/common.py) and a private Redis; one serves the watchers' WebSockets, the other the
+creates, as behind a load balancer. For each feed (the flow group, the summary group) and each number
+of watchers, it connects the watchers from two client processes, then creates task outputs one at a
+time at a steady pace and records, for every watcher and every output, receipt time minus the time
+the 201 arrived (a negative value means the message beat the response), and receipt time minus the
+time the request was sent. Ratios compare the latter with the first (smallest) number of watchers
+measured in the same run. After the last create each watcher waits up to DRAIN_SECONDS for what it is
+still owed; "deliveries" counts what arrived, and "closed_early" says how any socket that closed before
+its last message ended. Clocks are CLOCK_MONOTONIC, shared by the processes of the machine.
 
     python bench/live_latency.py                       # 1, 100 and 1,000 watchers, 100 creates each
     python bench/live_latency.py --watchers 1 100 --creates 50
@@ -19,80 +21,63 @@ import argparse
 import asyncio
 import json
 import multiprocessing
-import os
 import statistics
-import subprocess
 import sys
 import time
-import uuid
-from pathlib import Path
 
 import httpx
+from common import Deployment, percentile, task_output_body
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.e2e.servers import PROJECT_DIR, RedisServer, free_port
+from tests.e2e.servers import RedisServer
 
 CLIENT_PROCESSES = 2
+DRAIN_SECONDS = 30  # how long after the last create a watcher may still be owed a message
 
 
-def watcher_process(url: str, key: str, count: int, ready, stop, results) -> None:
-    """Open `count` WebSockets to `url`; record when each output id arrives on each; report at `stop`."""
+def watcher_process(url: str, key: str, count: int, expected: int, ready, stop, results) -> None:
+    """Open `count` WebSockets to `url` and record when each output id arrives on each. Once `stop` is
+    set, wait (up to DRAIN_SECONDS) until every socket has its `expected` messages or has closed; then
+    report the arrivals and how each socket that closed early ended."""
     from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed
 
     async def main() -> None:
         arrivals: list[tuple[str, float]] = []
+        closed: list[str] = []
         handshakes = asyncio.Semaphore(50)
+        done = [asyncio.Event() for _ in range(count)]
 
-        async def one() -> None:
+        async def one(finished: asyncio.Event) -> None:
             async with handshakes:
                 socket = await connect(url, additional_headers={"Authorization": f"Bearer {key}"}, open_timeout=60)
             ready.put(1)
-            async with socket:
-                async for text in socket:
-                    arrived = time.monotonic()
-                    message = json.loads(text)
-                    if message["type"].startswith("task_output."):
-                        arrivals.append((message["data"]["id"], arrived))
+            received = 0
+            try:
+                async with socket:
+                    async for text in socket:
+                        arrived = time.monotonic()
+                        message = json.loads(text)
+                        if message["type"].startswith("task_output."):
+                            arrivals.append((message["data"]["id"], arrived))
+                            received += 1
+                            if received == expected:
+                                finished.set()
+            except ConnectionClosed:
+                pass
+            if received < expected:
+                closed.append(f"after {received} messages: code {socket.close_code} {socket.close_reason!r}")
+            finished.set()
 
-        tasks = [asyncio.create_task(one()) for _ in range(count)]
+        tasks = [asyncio.create_task(one(finished)) for finished in done]
         while not stop.is_set():
             await asyncio.sleep(0.05)
+        await asyncio.wait([asyncio.create_task(event.wait()) for event in done], timeout=DRAIN_SECONDS)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        results.put(arrivals)
+        results.put((arrivals, closed))
 
     asyncio.run(main())
-
-
-def percentile(samples: list[float], fraction: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
-
-
-def manage(env: dict[str, str], *args: str) -> str:
-    run = subprocess.run([sys.executable, "manage.py", *args], cwd=PROJECT_DIR, env=env, capture_output=True, text=True)
-    run.check_returncode()
-    return run.stdout.strip().splitlines()[-1] if run.stdout.strip() else ""
-
-
-def daphne(env: dict[str, str]) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "superai_flow.asgi:application"],
-        cwd=PROJECT_DIR,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            httpx.get(base + "/healthz", timeout=1)
-            return process, base
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise RuntimeError("daphne did not start")
 
 
 def measure(ws_base, http: httpx.Client, path: str, key: str, body: dict, watchers: int, creates: int, pace: float):
@@ -100,7 +85,7 @@ def measure(ws_base, http: httpx.Client, path: str, key: str, body: dict, watche
     ready, results, stop = context.Queue(), context.Queue(), context.Event()
     url = ws_base.replace("http", "ws", 1) + path
     shares = [watchers // CLIENT_PROCESSES + (1 if n < watchers % CLIENT_PROCESSES else 0) for n in range(2)]
-    arguments = [(url, key, share, ready, stop, results) for share in shares if share]
+    arguments = [(url, key, share, creates, ready, stop, results) for share in shares if share]
     processes = [context.Process(target=watcher_process, args=args) for args in arguments]
     for process in processes:
         process.start()
@@ -116,9 +101,12 @@ def measure(ws_base, http: httpx.Client, path: str, key: str, body: dict, watche
         sent[response.json()["id"]] = started
         assert response.status_code == 201, response.text
         time.sleep(pace)
-    time.sleep(2)
     stop.set()
-    arrivals = [item for _ in processes for item in results.get(timeout=120)]
+    arrivals, closed = [], []
+    for _ in processes:
+        theirs, their_closed = results.get(timeout=DRAIN_SECONDS + 120)
+        arrivals += theirs
+        closed += their_closed
     for process in processes:
         process.join(timeout=30)
     arrivals = [(output_id, arrived) for output_id, arrived in arrivals if output_id in responded]
@@ -128,6 +116,7 @@ def measure(ws_base, http: httpx.Client, path: str, key: str, body: dict, watche
         "watchers": watchers,
         "pace_ms": round(pace * 1000),
         "deliveries": f"{len(arrivals)}/{watchers * creates}",
+        "closed_early": closed,
         "create_p50_ms": round(statistics.median(responded[i] - sent[i] for i in sent) * 1000, 1),
         "after_201_p50_ms": round(statistics.median(after_201), 1),
         "after_201_p99_ms": round(percentile(after_201, 0.99), 1),
@@ -149,51 +138,25 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    database = f"superai_flow_bench_{os.getpid()}"
-    subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", f"CREATE DATABASE {database}"], check=True)
-    servers: list[subprocess.Popen] = []
-    try:
-        with RedisServer() as redis:
-            env = {
-                **os.environ,
-                "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{database}",
-                "REDIS_URL": redis.url,
-                "LOG_LEVEL": "WARNING",
-            }
-            manage(env, "migrate", "--noinput")
-            organization_id = manage(env, "create_organization", f"bench-{uuid.uuid4().hex[:8]}")
-            key = manage(env, "create_api_key", organization_id, "--name", "bench")
-            (ws_server, ws_base), (http_server, http_base) = daphne(env), daphne(env)
-            servers += [ws_server, http_server]
-            with httpx.Client(base_url=http_base, headers={"Authorization": f"Bearer {key}"}, timeout=30) as http:
-                flow = http.post("/api/v1/flow-executions", json={"organization_id": organization_id, "flow_name": "b"})
-                body = {
-                    "organization_id": organization_id,
-                    "flow_execution_id": flow.json()["id"],
-                    "task_name": "extract-text",
-                    "status": "completed",
-                    "summary": {"pages": 10, "word_count": 5000},
-                    "output": {"text": "x" * 500},
-                    "tags": ["bench"],
-                }
-                feeds = {"flow": f"/ws/flow-executions/{flow.json()['id']}/", "summary": "/ws/task-outputs/summaries/"}
-                report = {}
-                for feed, path in feeds.items():
-                    report[feed] = []
-                    for watchers in args.watchers:
-                        print(f"{feed} feed, {watchers} watcher(s) ...", file=sys.stderr)
-                        pace = args.pace_ms / 1000 if args.pace_ms is not None else max(0.05, watchers * 0.00025)
-                        report[feed].append(measure(ws_base, http, path, key, body, watchers, args.creates, pace))
-                for rows in report.values():
-                    baseline = rows[0]["after_request_p50_ms"]
-                    for row in rows:
-                        row["after_request_p50_vs_first_row"] = round(row["after_request_p50_ms"] / baseline, 2)
-            print(json.dumps(report, indent=2))
-    finally:
-        for server in servers:
-            server.terminate()
-            server.wait(timeout=30)
-        subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", f"DROP DATABASE IF EXISTS {database}"])
+    with RedisServer() as redis, Deployment(REDIS_URL=redis.url) as deployment:
+        organization_id, key = deployment.tenant()
+        ws_base, http_base = deployment.daphne(), deployment.daphne()
+        with httpx.Client(base_url=http_base, headers={"Authorization": f"Bearer {key}"}, timeout=30) as http:
+            flow = http.post("/api/v1/flow-executions", json={"organization_id": organization_id, "flow_name": "b"})
+            body = task_output_body(organization_id, flow.json()["id"], text_bytes=500, tags=["bench"])
+            feeds = {"flow": f"/ws/flow-executions/{flow.json()['id']}/", "summary": "/ws/task-outputs/summaries/"}
+            report = {}
+            for feed, path in feeds.items():
+                report[feed] = []
+                for watchers in args.watchers:
+                    print(f"{feed} feed, {watchers} watcher(s) ...", file=sys.stderr)
+                    pace = args.pace_ms / 1000 if args.pace_ms is not None else max(0.05, watchers * 0.00025)
+                    report[feed].append(measure(ws_base, http, path, key, body, watchers, args.creates, pace))
+            for rows in report.values():
+                baseline = rows[0]["after_request_p50_ms"]
+                for row in rows:
+                    row["after_request_p50_vs_first_row"] = round(row["after_request_p50_ms"] / baseline, 2)
+    print(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,105 @@
+"""What the benchmarks share: a throwaway PostgreSQL database deployed like production (migrated by
+the owning role, served by a runtime role under row-level security), and daphne processes on it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.e2e.servers import PROJECT_DIR, free_port
+
+SERVER = "127.0.0.1:5432"
+RUNTIME_ROLE = "superai_flow_bench"
+
+
+def psql(database: str, sql: str, *, capture: bool = False) -> str:
+    run = subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", database, "-qAtc", sql],
+                         check=True, capture_output=capture, text=True)  # fmt: skip
+    return run.stdout.strip() if capture else ""
+
+
+class Deployment:
+    """`with Deployment() as deployment:` a migrated database; `deployment.daphne()` serves it."""
+
+    def __init__(self, **env: str):
+        self.database = f"superai_flow_bench_{uuid.uuid4().hex[:8]}"
+        owner_url = f"postgres://postgres@{SERVER}/{self.database}"
+        self.env = {
+            **os.environ,
+            "DATABASE_URL": f"postgres://{RUNTIME_ROLE}@{SERVER}/{self.database}",
+            "DATABASE_MIGRATION_URL": owner_url,
+            "LOG_LEVEL": "WARNING",
+            **env,
+        }
+        if "REDIS_URL" not in env:
+            self.env.pop("REDIS_URL", None)
+        self.servers: list[subprocess.Popen] = []
+
+    def __enter__(self) -> Deployment:
+        psql("postgres", f"CREATE DATABASE {self.database}")
+        psql("postgres", f"DO $$ BEGIN CREATE ROLE {RUNTIME_ROLE} LOGIN NOSUPERUSER NOBYPASSRLS; "
+                         "EXCEPTION WHEN duplicate_object THEN NULL; END $$")  # fmt: skip
+        print(f"Migrating {self.database} as the owner ...", file=sys.stderr)
+        self.manage("migrate", "--database", "owner", "--noinput")
+        return self
+
+    def manage(self, *args: str) -> str:
+        """`manage.py ARGS` as the runtime role; the last line of its output."""
+        run = subprocess.run([sys.executable, "manage.py", *args], cwd=PROJECT_DIR, env=self.env,
+                             capture_output=True, text=True)  # fmt: skip
+        if run.returncode:
+            raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{run.stderr}")
+        return run.stdout.strip().splitlines()[-1] if run.stdout.strip() else ""
+
+    def tenant(self) -> tuple[str, str]:
+        """A new organization's id and an API key for it, made with the management commands."""
+        organization_id = self.manage("create_organization", f"bench-{uuid.uuid4().hex[:8]}")
+        return organization_id, self.manage("create_api_key", organization_id, "--name", "bench")
+
+    def daphne(self, **env: str) -> str:
+        """A daphne process on the deployment; its base URL once it answers."""
+        port = free_port()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "superai_flow.asgi:application"],
+            cwd=PROJECT_DIR, env={**self.env, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        self.servers.append(process)
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(300):
+            try:
+                httpx.get(base + "/", timeout=1)
+                return base
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise RuntimeError("daphne did not start")
+
+    def __exit__(self, *exc) -> None:
+        for process in self.servers:
+            process.terminate()
+            process.wait(timeout=30)
+        psql("postgres", f"DROP DATABASE IF EXISTS {self.database} WITH (FORCE)")
+
+
+def percentile(samples: list[float], fraction: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def task_output_body(organization_id: str, flow_execution_id: str, *, text_bytes: int, tags: list[str]) -> dict:
+    """What a worker posts: a two-key summary, an output of `text_bytes` characters, `tags`."""
+    return {
+        "organization_id": organization_id,
+        "flow_execution_id": flow_execution_id,
+        "task_name": "extract-text",
+        "status": "completed",
+        "summary": {"pages": 10, "word_count": 5000},
+        "output": {"text": "x" * text_bytes},
+        "tags": tags,
+    }
