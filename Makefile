@@ -17,6 +17,8 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 run: $(STAMP)
+	@$(BIN)/python -c "import socket; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('$(HOST)', $(PORT)))" 2>/dev/null || \
+		{ echo "Port $(PORT) on $(HOST) is taken (another server still running?): stop it, or: make run PORT=8001" >&2; exit 1; }
 	$(BIN)/python manage.py migrate --noinput $(if $(DATABASE_MIGRATION_URL),--database owner)
 	$(BIN)/python manage.py seed_demo --base-url http://$(HOST):$(PORT)
 	@echo "Serving on http://$(HOST):$(PORT)/ (Ctrl-C stops)"

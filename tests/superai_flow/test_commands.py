@@ -86,3 +86,16 @@ def test_seed_demo_can_run_again_and_revokes_the_previous_demo_key():
     assert flows >= 3 and outputs >= 5
     error_of(bearer_client(first_key).get("/api/v1/task-outputs"), 401, "authentication_failed")
     assert bearer_client(second_key).get("/api/v1/task-outputs").status_code == 200
+
+
+@pytest.mark.django_db
+def test_seed_demo_starts_a_new_running_execution_when_the_demos_has_finished():
+    run("seed_demo")
+    FlowExecution.objects.filter(status="running").update(status="completed")
+
+    output = run("seed_demo")
+    body = json.loads(shlex.split(next(line for line in output.splitlines() if line.startswith("  -d ")))[1])
+    key = re.search(r"API key\s+(\S+)", output).group(1)
+
+    assert FlowExecution.objects.get(id=body["flow_execution_id"]).status == "running"
+    assert bearer_client(key).post("/api/v1/task-outputs", body).status_code == 201

@@ -67,18 +67,26 @@ class Command(SystemCommand):
         _, raw_key = api_key_create(organization=organization, name=KEY_NAME)
         if not FlowExecution.objects.filter(organization=organization).exists():
             self._create_executions(organization)
+        # The printed curl needs a running execution; someone may have finished the demo's since.
         running = FlowExecution.objects.filter(organization=organization, status=Status.RUNNING).first()
+        if running is None:
+            flow_name, version, status, _ = next(flow for flow in DEMO_FLOWS if flow[2] == Status.RUNNING)
+            running = self._create_execution(organization, flow_name, version, status)
         self._print(base_url, organization, password, raw_key, running)
+
+    def _create_execution(self, organization: Organization, flow_name: str, version: int, status: str):
+        flow_execution, _ = flow_execution_create(
+            organization_id=organization.id,
+            flow_name=flow_name,
+            flow_version=version,
+            status=status,
+            input={"source": f"s3://demo-bucket/{flow_name}/input.json"},
+        )
+        return flow_execution
 
     def _create_executions(self, organization: Organization) -> None:
         for flow_name, version, status, outputs in DEMO_FLOWS:
-            flow_execution, _ = flow_execution_create(
-                organization_id=organization.id,
-                flow_name=flow_name,
-                flow_version=version,
-                status=status,
-                input={"source": f"s3://demo-bucket/{flow_name}/input.json"},
-            )
+            flow_execution = self._create_execution(organization, flow_name, version, status)
             for task_name, summary, tags in outputs:
                 task_output_create(
                     flow_execution=flow_execution,
