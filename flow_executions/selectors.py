@@ -10,6 +10,10 @@ from flow_executions.lifecycle import Status
 from flow_executions.models import FlowExecution, TaskExecution
 from superai_flow.exceptions import NotFound, detail
 
+FLOW_EXECUTION_NOT_FOUND = detail(
+    "flow_execution_id", "not_found", "No flow execution with this id in this organization."
+)
+
 
 def visible_flow_executions() -> QuerySet[FlowExecution]:
     """Flow executions that are not soft-deleted."""
@@ -30,8 +34,7 @@ def referenced_flow_execution(*, organization_id: uuid.UUID, flow_execution_id: 
     """The flow execution a request body names in `flow_execution_id`; 404 naming the field otherwise."""
     flow_execution = flow_execution_get(organization_id=organization_id, flow_execution_id=flow_execution_id)
     if flow_execution is None:
-        message = "No flow execution with this id in this organization."
-        raise NotFound("Flow execution not found.", details=[detail("flow_execution_id", "not_found", message)])
+        raise NotFound("Flow execution not found.", details=[FLOW_EXECUTION_NOT_FOUND])
     return flow_execution
 
 

@@ -2,11 +2,15 @@
 
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "superai_flow.settings")
-# Django must be set up before anything imports models (routing, consumers).
-django_asgi_app = get_asgi_application()
+# Django must be set up before anything imports models (handlers, routing, consumers).
+django.setup(set_prefix=False)
+
+from superai_flow.handlers import ASGIHandler, settle_garbage_collector  # noqa: E402
+
+django_asgi_app = ASGIHandler()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
@@ -24,3 +28,5 @@ application = AttachDispatcher(
         }
     )
 )
+
+settle_garbage_collector()

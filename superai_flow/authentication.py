@@ -22,7 +22,6 @@ from superai_flow.exceptions import PermissionDenied, detail
 from superai_flow.organizations.models import APIKey, Organization
 from superai_flow.organizations.selectors import organization_ids_for_user
 from superai_flow.organizations.services import api_key_authenticate
-from superai_flow.tenancy import set_scope
 
 
 @dataclass(frozen=True)
@@ -53,10 +52,10 @@ class APIKeyAuthentication(BaseAuthentication):
         scheme, _, credentials = header.strip().partition(" ")
         if scheme.lower() != "bearer" or not credentials.strip():
             raise AuthenticationFailed("Send the API key as 'Authorization: Bearer <key>'.")
-        api_key = api_key_authenticate(credentials.strip())
+        # The request's transaction sees the key's organization only, from the key's lookup on.
+        api_key = api_key_authenticate(credentials.strip(), scope=True)
         if api_key is None:
             raise AuthenticationFailed("The API key is unknown or has been revoked.")
-        set_scope([api_key.organization_id])  # the request's transaction now sees this organization only
         return APIKeyUser(api_key), api_key
 
     def authenticate_header(self, request: Request) -> str:

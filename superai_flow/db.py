@@ -66,7 +66,16 @@ def create_idempotently(
             if _primary_key_taken(error, model):
                 raise Conflict("This id is already used by another record.") from None
             raise
-    if existing.organization_id != values["organization_id"] or existing.is_deleted:
+    return replayed(existing, values), False
+
+
+def replayed(existing: M | None, values: dict[str, Any]) -> M:
+    """`existing`, the stored record a client's retry names by id, when `values` are what it stores.
+
+    Conflict when they differ, or when the id is another organization's record (out of sight:
+    `existing` is None) or a soft-deleted one.
+    """
+    if existing is None or existing.organization_id != values["organization_id"] or existing.is_deleted:
         raise Conflict("This id is already used by another record.")
     differing = [name for name, value in values.items() if not json_equal(getattr(existing, name), value)]
     if differing:
@@ -74,7 +83,7 @@ def create_idempotently(
             "A record with this id already exists with a different payload.",
             details=[detail(name, "conflict", "Differs from the stored record with this id.") for name in differing],
         )
-    return existing, False
+    return existing
 
 
 def _primary_key_taken(error: IntegrityError, model: type[models.Model]) -> bool:

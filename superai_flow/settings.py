@@ -117,10 +117,11 @@ except ValueError as exc:
 
 if _database["ENGINE"] == "django.db.backends.postgresql":
     # Django's psycopg 3 pool replaces persistent connections: each request borrows a connection and
-    # returns it. With health checks on, the pool replaces connections that died (a database restart)
-    # before handing them out.
+    # returns it. Connections that died (a database restart) are replaced before they are used, by a
+    # check that costs no round trip (superai_flow/postgresql/base.py) instead of CONN_HEALTH_CHECKS' query.
+    _database["ENGINE"] = "superai_flow.postgresql"
     _database["CONN_MAX_AGE"] = 0
-    _database["CONN_HEALTH_CHECKS"] = True
+    _database["CONN_HEALTH_CHECKS"] = False
     _database.setdefault("OPTIONS", {}).update(
         {
             "connect_timeout": env_int("DB_CONNECT_TIMEOUT", 5, minimum=1),
@@ -147,6 +148,12 @@ else:
     raise ImproperlyConfigured("DATABASE_URL must point at PostgreSQL (postgres://...) or SQLite (sqlite:///...).")
 
 DATABASES = {"default": _database}
+# The garbage collector of server processes (superai_flow/handlers.py, settle_garbage_collector).
+GC_FREEZE = env_bool("GC_FREEZE", True)
+GC_THRESHOLD_0 = env_int("GC_THRESHOLD_0", 10_000, minimum=100)
+# Worker threads per server process that run requests' middleware and views (superai_flow/handlers.py):
+# as many as the pool has connections, so that no thread waits for one.
+SERVER_THREADS = env_int("SERVER_THREADS", _database.get("OPTIONS", {}).get("pool", {}).get("max_size", 20), minimum=1)
 # Migrations run as the role that owns the tables; the service runs as one that does not (row-level
 # security holds even for owners here, but only a non-owner cannot switch it off). See docs/security.md.
 DATABASE_MIGRATION_URL = env_str("DATABASE_MIGRATION_URL") or None

@@ -36,7 +36,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from superai_flow.notifications import flow_group, send_on_commit, summary_group
-from task_outputs.api.serializers import TaskOutputSerializer
+from task_outputs.api.serializers import task_output_data
 from task_outputs.models import TaskOutput
 
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{1,40}")
@@ -111,13 +111,13 @@ SUMMARY_FIELDS = ("id", "flow_execution_id", "task_name", "status", "summary", "
 
 def flow_message(output: TaskOutput, event_type: str, data: dict[str, Any] | None = None) -> str:
     """The JSON text of a flow-feed message (`task_output.created` or `task_output.updated`)."""
-    data = data if data is not None else TaskOutputSerializer(output).data
+    data = data if data is not None else task_output_data(output)
     return json.dumps({"type": event_type, "cursor": encode_cursor(output.cursor_horizon), "data": data})
 
 
 def summary_message(output: TaskOutput, data: dict[str, Any] | None = None) -> str:
     """The JSON text of a summary-feed message: the compact record."""
-    data = data if data is not None else TaskOutputSerializer(output).data
+    data = data if data is not None else task_output_data(output)
     compact = {key: data[key] for key in SUMMARY_FIELDS}
     return json.dumps({"type": "task_output.summary", "cursor": encode_cursor(output.cursor_horizon), "data": compact})
 
@@ -132,7 +132,7 @@ def notify_saved(output: TaskOutput, *, created: bool) -> None:
     Messages travel as ready JSON text, encoded once, with the fields summary-feed filters need beside it.
     """
     event_type = "task_output.created" if created else "task_output.updated"
-    data = TaskOutputSerializer(output).data
+    data = task_output_data(output)
     filters = {"task_name": output.task_name, "status": output.status, "tags": list(output.tags)}
     send_on_commit(
         [

@@ -2,43 +2,57 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import transaction
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.db.models.signals import post_save
+from django.utils import timezone
 
 from flow_executions.lifecycle import TASK_OUTPUT_TARGETS, Status, check_transition
-from flow_executions.models import FlowExecution, TaskExecution
-from superai_flow.db import create_idempotently, lock_for_change
+from flow_executions.selectors import FLOW_EXECUTION_NOT_FOUND, referenced_flow_execution, referenced_task_execution
+from superai_flow.db import lock_for_change, replayed
+from superai_flow.exceptions import NotFound
 from task_outputs import live
 from task_outputs.models import TaskOutput
 
 
 def task_output_create(
     *,
-    flow_execution: FlowExecution,
+    organization_id: uuid.UUID,
+    flow_execution_id: uuid.UUID,
     task_name: str,
     summary: dict[str, Any] | str,
     output: Any = None,
     tags: Iterable[str] = (),
     status: str = Status.QUEUED,
     modified_by: str = "system",
-    task_execution: TaskExecution | None = None,
+    task_execution_id: uuid.UUID | None = None,
     id: uuid.UUID | None = None,
     created_at: datetime | None = None,
 ) -> tuple[TaskOutput, bool]:
-    """Store a task output of `flow_execution`, inheriting its organization and flow version.
+    """Store a task output of the organization's flow execution, inheriting its flow version.
 
-    Returns (output, created). With a client `id` the create is idempotent (see create_idempotently);
-    `created_at` backfills when the output was produced and is compared on retries only when given.
+    Returns (output, created). NotFound, naming the field, unless `flow_execution_id` is a flow
+    execution of `organization_id` that is not deleted and `task_execution_id` (if given) one of its
+    task executions. With a client `id` the create is idempotent: a retry with the same values returns
+    the stored output, any difference (or an id used elsewhere) is a Conflict; `created_at` backfills
+    when the output was produced and is compared on retries only when given.
+
+    One statement does the common case: an INSERT ... SELECT from the flow execution, which checks the
+    references, inherits the flow version, takes the live write position (task_outputs.live) and, with
+    ON CONFLICT DO NOTHING, settles concurrent retries of an id without a savepoint. The ORM's form
+    took five round trips (reference lookup, savepoint, write position, insert, release); this one
+    takes one, and only a create that inserted nothing looks further. docs/performance.md has the figures.
     """
     values = {
-        "organization_id": flow_execution.organization_id,
-        "flow_execution_id": flow_execution.id,
-        "flow_version": flow_execution.flow_version,
-        "task_execution_id": task_execution.id if task_execution else None,
+        "organization_id": organization_id,
+        "flow_execution_id": flow_execution_id,
+        "task_execution_id": task_execution_id,
         "task_name": task_name,
         "status": status,
         "summary": summary,
@@ -48,7 +62,96 @@ def task_output_create(
     }
     if created_at is not None:
         values["created_at"] = created_at
-    return create_idempotently(TaskOutput, id=id, values=values, server_values=live.write_position)
+    for _ in range(2):  # a second time only if the flow execution appeared between the insert and the look
+        inserted = _insert(values, id=id or uuid.uuid4())
+        if inserted is not None:
+            post_save.send(sender=TaskOutput, instance=inserted, created=True, update_fields=None, raw=False,
+                           using=inserted._state.db)  # fmt: skip
+            return inserted, True
+        flow_execution = referenced_flow_execution(organization_id=organization_id, flow_execution_id=flow_execution_id)
+        if task_execution_id is not None:
+            referenced_task_execution(flow_execution=flow_execution, task_execution_id=task_execution_id)
+        if id is not None:
+            return replayed(TaskOutput.objects.filter(pk=id).first(), values), False
+    raise RuntimeError("A task output could not be inserted although its references resolve.")
+
+
+def _insert(values: dict[str, Any], *, id: uuid.UUID) -> TaskOutput | None:
+    """The new task output, or None when nothing was inserted (references not found, or `id` taken)."""
+    now = timezone.now()
+    grace_start = now - timedelta(seconds=settings.LIVE_CURSOR_GRACE_SECONDS)
+    task_execution_id = values["task_execution_id"]
+    record = {"id": id, "created_at": values.get("created_at", now), "updated_at": now}
+    record.update((name, values[name]) for name in _STORED)
+    params = [_FIELDS[name].get_db_prep_save(value, connection) for name, value in record.items()]
+    params.append(connection.ops.adapt_datetimefield_value(grace_start))
+    references = ["flow_execution_id", "organization_id"] + (["task_execution_id"] if task_execution_id else [])
+    params += [_FIELDS[name].get_db_prep_save(values[name], connection) for name in references]
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(_insert_sql(connection.vendor, task_execution_id is not None), params)
+            row = cursor.fetchone()
+    except IntegrityError:  # the flow execution was removed for good while this ran (admin can)
+        if connection.in_atomic_block:
+            transaction.set_rollback(True)
+        raise NotFound("Flow execution not found.", details=[FLOW_EXECUTION_NOT_FOUND]) from None
+    if row is None:
+        return None
+    flow_version, write_txid, write_horizon, cursor_horizon = row
+    output = TaskOutput(
+        **record,
+        organization_id=values["organization_id"],
+        flow_execution_id=values["flow_execution_id"],
+        flow_version=flow_version,
+        write_txid=write_txid,
+        write_horizon=write_horizon,
+        cursor_horizon=cursor_horizon,
+        revision=1,
+    )
+    output._state.adding = False
+    output._state.db = connection.alias
+    return output
+
+
+# The columns a create writes as given, in the order of _insert_sql's placeholders after id and times.
+_STORED = ("task_execution_id", "task_name", "status", "summary", "output", "tags", "modified_by")
+_FIELDS = {field.attname: field for field in TaskOutput._meta.concrete_fields}
+# The live write position (task_outputs.live.write_position), computed by the INSERT itself.
+_WRITE_POSITION = {
+    "postgresql": (
+        "pg_current_xact_id()::text::bigint, pg_snapshot_xmin(pg_current_snapshot())::text::bigint, "
+        # LEAST ignores NULL: no write in the grace period means the write's own horizon.
+        "LEAST(pg_snapshot_xmin(pg_current_snapshot())::text::bigint, superai_first_write_since(%s))"
+    ),
+    "sqlite": (
+        "(SELECT COALESCE(MAX(write_txid), 0) + 1 FROM task_outputs_taskoutput), "
+        "(SELECT COALESCE(MAX(write_txid), 0) + 1 FROM task_outputs_taskoutput), "
+        "MIN((SELECT COALESCE(MAX(write_txid), 0) + 1 FROM task_outputs_taskoutput), COALESCE("
+        "(SELECT write_horizon FROM task_outputs_taskoutput WHERE updated_at >= %s ORDER BY updated_at LIMIT 1), "
+        "(SELECT COALESCE(MAX(write_txid), 0) + 1 FROM task_outputs_taskoutput)))"
+    ),
+}
+
+
+@functools.cache
+def _insert_sql(vendor: str, with_task_execution: bool) -> str:
+    task_execution = (
+        "EXISTS (SELECT 1 FROM flow_executions_taskexecution task WHERE task.id = %s"
+        " AND task.flow_execution_id = flow.id AND task.status <> 'deleted')"
+        if with_task_execution
+        else "TRUE"
+    )
+    return f"""
+        INSERT INTO task_outputs_taskoutput (id, created_at, updated_at, task_execution_id, task_name, status,
+            summary, output, tags, modified_by, write_txid, write_horizon, cursor_horizon,
+            organization_id, flow_execution_id, flow_version, revision)
+        SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, {_WRITE_POSITION[vendor]},
+            flow.organization_id, flow.id, flow.flow_version, 1
+        FROM flow_executions_flowexecution flow
+        WHERE flow.id = %s AND flow.organization_id = %s AND flow.status <> 'deleted' AND {task_execution}
+        ON CONFLICT (id) DO NOTHING
+        RETURNING flow_version, write_txid, write_horizon, cursor_horizon
+    """
 
 
 @transaction.atomic

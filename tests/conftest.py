@@ -122,6 +122,8 @@ def make_output():
     def make(flow_execution: FlowExecution, **fields: Any) -> TaskOutput:
         fields.setdefault("task_name", "extract")
         fields.setdefault("summary", {"pages": 1})
-        return task_output_create(flow_execution=flow_execution, **fields)[0]
+        return task_output_create(
+            organization_id=flow_execution.organization_id, flow_execution_id=flow_execution.id, **fields
+        )[0]
 
     return make

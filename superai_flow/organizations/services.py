@@ -13,7 +13,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from superai_flow.organizations.models import APIKey, Organization
-from superai_flow.tenancy import api_key_by_prefix, tenant_scope
+from superai_flow.tenancy import api_key_by_prefix, set_scope, tenant_scope
 
 KEY_PREFIX = "sfk_"
 # "sfk_" + 43 characters of URL-safe base64 (32 random bytes).
@@ -57,13 +57,20 @@ def api_key_revoke(*, api_key: APIKey) -> None:
         api_key.save(update_fields=["revoked_at", "updated_at"])
 
 
-def api_key_authenticate(raw_key: str) -> APIKey | None:
-    """The active key matching `raw_key`, or None. Looks up by prefix, compares hashes in constant time."""
+def api_key_authenticate(raw_key: str, *, scope: bool = False) -> APIKey | None:
+    """The active key matching `raw_key`, or None. Looks up by prefix, compares hashes in constant time.
+
+    With `scope`, the current transaction is also scoped to the key's organization (in the lookup's own
+    statement, see tenancy.api_key_by_prefix) when, and only when, the key is valid.
+    """
     if not _KEY_FORMAT.fullmatch(raw_key):
         return None
-    api_key = api_key_by_prefix(raw_key[:_LOOKUP_PREFIX_LENGTH])
-    if api_key is None or not hmac.compare_digest(api_key.key_hash, _hash(raw_key)) or not api_key.is_active:
+    key_hash = _hash(raw_key)
+    api_key = api_key_by_prefix(raw_key[:_LOOKUP_PREFIX_LENGTH], scope_if_hash=key_hash if scope else None)
+    if api_key is None or not hmac.compare_digest(api_key.key_hash, key_hash) or not api_key.is_active:
         return None
+    if scope and not getattr(api_key, "scoped", False):
+        set_scope([api_key.organization_id])  # SQLite, or outside a transaction: no combined statement there
     _touch(api_key)
     return api_key
 

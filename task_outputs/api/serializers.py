@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
@@ -18,6 +19,7 @@ from superai_flow.serializers import (
     StrictUUIDField,
     TagsField,
 )
+from task_outputs.models import TaskOutput
 
 
 class TaskOutputCreateSerializer(StrictSerializer):
@@ -62,8 +64,38 @@ class TaskOutputChangeSerializer(StrictSerializer):
     modified_by = StrictCharField(max_length=255, required=False)
 
 
+def task_output_data(output: TaskOutput) -> dict[str, Any]:
+    """The stored record as JSON-ready data: the one representation of the API, the live feeds and exports.
+
+    A plain function: DRF's serializer deep-copies its fields on every instantiation, which cost 6% of
+    a create's CPU (docs/performance.md). Its values match DRF's fields (UUIDs as text, UTC times in ISO 8601
+    with `Z`).
+    """
+    return {
+        "id": str(output.id),
+        "flow_execution_id": str(output.flow_execution_id),
+        "organization_id": str(output.organization_id),
+        "flow_version": output.flow_version,
+        "task_execution_id": None if output.task_execution_id is None else str(output.task_execution_id),
+        "task_name": output.task_name,
+        "status": output.status,
+        "summary": output.summary,
+        "output": output.output,
+        "tags": output.tags,
+        "modified_by": output.modified_by,
+        "created_at": timestamp(output.created_at),
+        "updated_at": timestamp(output.updated_at),
+    }
+
+
+def timestamp(value: datetime) -> str:
+    """An aware datetime as DRF's DateTimeField shows it: ISO 8601 in UTC, `Z` for +00:00."""
+    text = value.astimezone(UTC).isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
 class TaskOutputSerializer(serializers.Serializer):
-    """The stored record, as every endpoint returns it."""
+    """The stored record, as every endpoint returns it (for the schema: the data comes from task_output_data)."""
 
     id = serializers.UUIDField(read_only=True)
     flow_execution_id = serializers.UUIDField(read_only=True)
@@ -78,3 +110,6 @@ class TaskOutputSerializer(serializers.Serializer):
     modified_by = serializers.CharField(read_only=True)
     created_at = serializers.DateTimeField(read_only=True)
     updated_at = serializers.DateTimeField(read_only=True)
+
+    def to_representation(self, instance: TaskOutput) -> dict[str, Any]:
+        return task_output_data(instance)

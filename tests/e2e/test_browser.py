@@ -64,8 +64,8 @@ def tenant_with_user(transactional_db, make_flow):
     Membership.objects.create(organization=organization, user=user)
     key = api_key_create(organization=organization, name="worker")[1]
     flow = make_flow(organization, flow_name="document-ingest", status=Status.RUNNING)
-    task_output_create(flow_execution=flow, task_name="fetch", summary={"status_code": 200}, tags=["http"],
-                       status=Status.COMPLETED)  # fmt: skip
+    task_output_create(organization_id=organization.id, flow_execution_id=flow.id, task_name="fetch",
+                       summary={"status_code": 200}, tags=["http"], status=Status.COMPLETED)  # fmt: skip
     return key, flow
 
 
@@ -85,7 +85,9 @@ def post_output(server: DaphneServer, key: str, flow, **fields) -> str:
     return response.json()["id"]
 
 
-def test_an_execution_page_shows_new_outputs_live_and_catches_up_after_a_restart(chromium, tenant_with_user):
+def test_an_execution_page_shows_new_outputs_live_and_catches_up_after_a_restart(
+    chromium, tenant_with_user, make_output
+):
     key, flow = tenant_with_user
     server = DaphneServer().start()
     page = chromium.new_page(viewport={"width": 1280, "height": 900})
@@ -107,8 +109,7 @@ def test_an_execution_page_shows_new_outputs_live_and_catches_up_after_a_restart
         server.stop()
         page.locator("[data-connection][data-state=reconnecting]").wait_for(timeout=5_000)
         page.screenshot(path=SHOTS / "04-execution-reconnecting.png", full_page=True)
-        missed = [str(task_output_create(flow_execution=flow, task_name=f"while-away-{n}", summary={"n": n})[0].id)
-                  for n in range(2)]  # fmt: skip
+        missed = [str(make_output(flow, task_name=f"while-away-{n}", summary={"n": n}).id) for n in range(2)]
         server = DaphneServer(port=server.port).start()
 
         for output_id in missed:

@@ -35,7 +35,7 @@ SUMMARIES = "/ws/task-outputs/summaries/"
 def create_output(flow, **fields):
     fields.setdefault("task_name", "extract")
     fields.setdefault("summary", {"pages": 3})
-    return task_output_create(flow_execution=flow, **fields)[0]
+    return task_output_create(organization_id=flow.organization_id, flow_execution_id=flow.id, **fields)[0]
 
 
 # --- Delivery -----------------------------------------------------------------------------------
@@ -119,7 +119,9 @@ async def test_a_rolled_back_output_is_never_announced(dispatcher, flow_a, key_a
 
     def create_then_fail():
         with transaction.atomic():
-            task_output_create(flow_execution=flow_a, task_name="doomed", summary={})
+            task_output_create(
+                organization_id=flow_a.organization_id, flow_execution_id=flow_a.id, task_name="doomed", summary={}
+            )
             raise RuntimeError("rolled back")
 
     with pytest.raises(RuntimeError):

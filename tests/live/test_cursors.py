@@ -92,7 +92,9 @@ def test_a_row_that_commits_after_a_later_row_is_not_skipped(flow_a, key_a, sett
     def slow_writer() -> None:
         try:
             with transaction.atomic():
-                task_output_create(flow_execution=flow_a, task_name="A", summary={})
+                task_output_create(
+                    organization_id=flow_a.organization_id, flow_execution_id=flow_a.id, task_name="A", summary={}
+                )
                 written.set()
                 commit.wait(timeout=10)
         finally:
@@ -101,7 +103,7 @@ def test_a_row_that_commits_after_a_later_row_is_not_skipped(flow_a, key_a, sett
     thread = threading.Thread(target=slow_writer)
     thread.start()
     assert written.wait(timeout=10)
-    task_output_create(flow_execution=flow_a, task_name="B", summary={})
+    task_output_create(organization_id=flow_a.organization_id, flow_execution_id=flow_a.id, task_name="B", summary={})
 
     seen = client.get(URL)
     assert names(seen) == ["B"]

@@ -87,7 +87,7 @@ def test_list_filters_by_task_execution(client_a, flow_a, make_output):
     task_execution = TaskExecution.objects.create(
         organization=flow_a.organization, flow_execution=flow_a, task_name="t"
     )
-    wanted = make_output(flow_a, task_execution=task_execution)
+    wanted = make_output(flow_a, task_execution_id=task_execution.id)
     make_output(flow_a)
 
     assert ids(client_a.get(URL, {"task_execution_id": str(task_execution.id)})) == [str(wanted.id)]

@@ -89,7 +89,8 @@ class Command(SystemCommand):
             flow_execution = self._create_execution(organization, flow_name, version, status)
             for task_name, summary, tags in outputs:
                 task_output_create(
-                    flow_execution=flow_execution,
+                    organization_id=organization.id,
+                    flow_execution_id=flow_execution.id,
                     task_name=task_name,
                     summary=summary,
                     tags=tags,

@@ -1,0 +1,89 @@
+"""The HTTP side of the ASGI application: Django's handler, with each request's sync work in one thread hop.
+
+Django's own ASGI handler runs the middleware in async mode. With sync middleware and sync views
+(ours, DRF's, admin's), every request then crosses between the event loop and a thread several times
+(each sync middleware, the view, DRF's rendering, `response.close()`), and each request gets a new
+thread of its own (asgiref's ThreadSensitiveContext). Profiled under load, those crossings were 18% of
+the server's CPU. Here the middleware chain is loaded in sync mode, as under WSGI, and everything
+between reading the body and sending the response (URL resolution, middleware, the view, rendering,
+closing the response, which returns the database connection to the pool) runs in one call on a
+fixed pool of worker threads. docs/performance.md has the figures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import gc
+from concurrent.futures import ThreadPoolExecutor
+
+from django.conf import settings
+from django.core import signals
+from django.core.exceptions import RequestAborted
+from django.core.handlers import asgi, base
+from django.http import FileResponse
+from django.urls import get_resolver, set_script_prefix
+
+
+class ASGIHandler(asgi.ASGIHandler):
+    """Serves HTTP like Django's ASGIHandler, running the sync part of a request in one worker-thread call."""
+
+    def __init__(self):
+        base.BaseHandler.__init__(self)
+        self.load_middleware(is_async=False)
+        self.executor = ThreadPoolExecutor(max_workers=settings.SERVER_THREADS, thread_name_prefix="request")
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
+        await self.handle(scope, receive, send)
+
+    async def handle(self, scope, receive, send):
+        try:
+            body_file = await self.read_body(receive)
+        except RequestAborted:
+            return
+        loop = asyncio.get_running_loop()
+        # The worker thread runs in a copy of this context (request ids and other context variables).
+        work = functools.partial(contextvars.copy_context().run, self.respond, scope, body_file)
+        try:
+            response = await loop.run_in_executor(self.executor, work)
+            await self.send_response(response, send)
+        finally:
+            body_file.close()
+        if response.streaming:
+            # Streamed bodies are consumed by send_response; their resources are released after it.
+            await loop.run_in_executor(self.executor, response.close)
+
+    def respond(self, scope, body_file):
+        """The whole sync side of one request: a finished response (closed unless it streams)."""
+        set_script_prefix(asgi.get_script_prefix(scope))
+        signals.request_started.send(sender=self.__class__, scope=scope)
+        request, response = self.create_request(scope, body_file)
+        if request is not None:
+            response = self.get_response(request)
+        response._handler_class = self.__class__
+        if isinstance(response, FileResponse):
+            response.block_size = self.chunk_size
+        if not response.streaming:
+            response.close()  # sends request_finished: the database connection goes back to the pool
+        return response
+
+
+def settle_garbage_collector() -> None:
+    """Keep the collector's full passes short: they scan every tracked object, and a server holds many.
+
+    Under a steady load one process ran full collections of 60-81 ms every 2-2.5 s, stalling every
+    request in flight. Everything loaded at start-up (Django, the apps, every view) lives as long as the
+    process, so it is moved out of the collector's sight (`gc.freeze()`), and the youngest generation
+    is collected less often (GC_THRESHOLD_0), since a request allocates thousands of objects that
+    reference counting frees anyway. GC_FREEZE=0 turns both off. docs/performance.md has the figures.
+    """
+    if not settings.GC_FREEZE:
+        return
+    get_resolver().url_patterns  # noqa: B018 - imports every view now, so that it is frozen with the rest
+    gc.collect()
+    gc.freeze()
+    _, middle, oldest = gc.get_threshold()
+    gc.set_threshold(settings.GC_THRESHOLD_0, middle, oldest)
