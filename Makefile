@@ -38,6 +38,7 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/create_latency.py
 	$(BIN)/python bench/live_latency.py
+	$(BIN)/python bench/create_throughput.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache *.egg-info
