@@ -151,9 +151,10 @@ DATABASES = {"default": _database}
 # The garbage collector of server processes (superai_flow/handlers.py, settle_garbage_collector).
 GC_FREEZE = env_bool("GC_FREEZE", True)
 GC_THRESHOLD_0 = env_int("GC_THRESHOLD_0", 10_000, minimum=100)
-# Worker threads per server process that run requests' middleware and views (superai_flow/handlers.py):
-# as many as the pool has connections, so that no thread waits for one.
-SERVER_THREADS = env_int("SERVER_THREADS", _database.get("OPTIONS", {}).get("pool", {}).get("max_size", 20), minimum=1)
+# Worker threads per server process that run requests' middleware and views (superai_flow/handlers.py).
+# Few: request work is CPU-bound, and every extra thread competes with the event loop (WebSockets, the
+# notification dispatcher, reading and writing HTTP) for the interpreter lock. docs/performance.md.
+SERVER_THREADS = env_int("SERVER_THREADS", 2, minimum=1)
 # Migrations run as the role that owns the tables; the service runs as one that does not (row-level
 # security holds even for owners here, but only a non-owner cannot switch it off). See docs/security.md.
 DATABASE_MIGRATION_URL = env_str("DATABASE_MIGRATION_URL") or None
