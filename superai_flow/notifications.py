@@ -2,8 +2,11 @@
 
 Writers call `send_on_commit(messages)` inside their transaction; when (and only if) it commits, the
 messages go to a bounded queue and the request goes on without waiting. A single worker coroutine
-sends them to the channel layer, one at a time and in order, each attempt bounded by a timeout and
-retried with backoff until the message is too old; then it is dropped with a log line and counted.
+sends them to the channel layer in order: it takes everything queued, up to BATCH_SIZE messages, and
+sends the batch in one call of the layer's `group_send_many` (superai_flow/channel_layer.py: one Redis
+round trip), or, for a layer without it (the in-memory one), one message at a time with `group_send`.
+Each attempt is bounded by a timeout and retried with backoff, the whole remaining batch at once;
+a message too old to retry is dropped with a log line and counted.
 
 The worker runs on the server's event loop once the ASGI application has seen its first connection
 (`AttachDispatcher`), so an in-memory channel layer reaches the consumers of this process; elsewhere
@@ -31,6 +34,9 @@ from django.db import transaction
 
 logger = logging.getLogger(__name__)
 
+# The most messages the worker sends in one go: one Redis round trip, so a few hundred kilobytes at most.
+BATCH_SIZE = 200
+
 
 @dataclass
 class _Item:
@@ -51,19 +57,21 @@ class Dispatcher:
         max_age: float,
         drain_seconds: float,
         backoff: tuple[float, float] = (0.05, 2.0),
+        batch_size: int = BATCH_SIZE,
     ):
         self.max_queue = max_queue
         self.send_timeout = send_timeout
         self.max_age = max_age
         self.drain_seconds = drain_seconds
         self.backoff = backoff
+        self.batch_size = batch_size
         self.counters: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: asyncio.Queue[_Item] | None = None
         self._worker: asyncio.Future | None = None
         self._thread: threading.Thread | None = None
-        self._current: _Item | None = None
+        self._current: list[_Item] = []  # the batch being sent: what of it is neither sent nor dropped yet
         self._last_log: dict[str, float] = {}
 
     # --- Producer side (any thread) -------------------------------------------------------------
@@ -96,7 +104,8 @@ class Dispatcher:
             self._thread = None
 
     def snapshot(self) -> dict[str, int]:
-        queued = self._queue.qsize() if self._queue is not None else 0
+        """Counters for /healthz; `queued` is what is neither sent nor dropped yet, the batch being sent included."""
+        queued = (self._queue.qsize() if self._queue is not None else 0) + len(self._current)
         return {"queued": queued, **{k: self.counters[k] for k in ("sent", "retried", "dropped")}}
 
     # --- Worker side (the dispatcher's loop) ----------------------------------------------------
@@ -132,32 +141,64 @@ class Dispatcher:
         try:
             layer = get_channel_layer()
             while True:
-                self._current = await self._queue.get()
-                await self._deliver(layer, self._current)
-                self._current = None
+                batch = [await self._queue.get()]
+                while len(batch) < self.batch_size and not self._queue.empty():
+                    batch.append(self._queue.get_nowait())
+                self._current = batch
+                await self._deliver(layer, batch)
         except asyncio.CancelledError:
             raise
         except Exception:
             logger.exception("The notification dispatcher stopped; notifications will not be sent")
 
-    async def _deliver(self, layer, item: _Item) -> None:
-        while True:
-            item.attempts += 1
+    async def _deliver(self, layer, pending: list[_Item]) -> None:
+        """Send `pending` in order, removing each item from it once it is sent or dropped."""
+        if callable(getattr(type(layer), "group_send_many", None)):
+            await self._send_retrying(layer, pending, batched=True)
+            return
+        while pending:  # one by one; the item being sent stays first in `pending` until it is done with
+            head = pending[:1]
+            await self._send_retrying(layer, head, batched=False)
+            del pending[0]
+
+    async def _send_retrying(self, layer, items: list[_Item], *, batched: bool) -> None:
+        """Send `items` in one attempt after another until sent, dropping those that grow too old in between.
+
+        `items` is emptied when they are sent; it always holds those neither sent nor dropped yet.
+        """
+        while items:
+            for item in items:
+                item.attempts += 1
+            attempts = max(item.attempts for item in items)
             try:
-                await asyncio.wait_for(layer.group_send(item.group, item.message), self.send_timeout)
+                if batched:
+                    send = layer.group_send_many([(item.group, item.message) for item in items])
+                else:
+                    send = layer.group_send(items[0].group, items[0].message)
+                await asyncio.wait_for(send, self.send_timeout)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                delay = min(self.backoff[1], self.backoff[0] * 2 ** (item.attempts - 1))
-                if time.monotonic() + delay > item.deadline:
+                delay = min(self.backoff[1], self.backoff[0] * 2 ** (attempts - 1))
+                retry_at = time.monotonic() + delay
+                for item in [item for item in items if retry_at > item.deadline]:
                     self._drop(item, f"gave up after {item.attempts} attempts, last error {exc!r}")
+                items[:] = [item for item in items if retry_at <= item.deadline]
+                if not items:
                     return
-                self.counters["retried"] += 1
-                self._log("retry", logging.WARNING, "Notification to %s failed (%r); retrying", item.group, exc)
+                self.counters["retried"] += len(items)
+                self._log(
+                    "retry",
+                    logging.WARNING,
+                    "Sending %d notification(s), the first to %s, failed (%r); retrying",
+                    len(items),
+                    items[0].group,
+                    exc,
+                )
                 await asyncio.sleep(delay)
             else:
-                self.counters["sent"] += 1
-                return
+                self.counters["sent"] += len(items)
+                items.clear()
 
     def _drop(self, item: _Item, reason: str) -> None:
         self.counters["dropped"] += 1
@@ -183,15 +224,15 @@ class Dispatcher:
     def drain(self) -> None:
         """Stop the worker, then send what is still queued from a fresh event loop within `drain_seconds`.
 
-        The message that was being sent is sent again: delivery is at least once.
+        What was being sent is sent again: delivery is at least once.
         """
         if self._queue is None:
             return
         self.close()
-        pending = [self._current] if self._current is not None else []
+        pending = list(self._current)
         while not self._queue.empty():
             pending.append(self._queue.get_nowait())
-        self._current = None
+        self._current = []
         if not pending:
             return
         layer = get_channel_layer()
@@ -205,8 +246,8 @@ class Dispatcher:
         asyncio.run(self._drain(layer, pending))
 
     async def _drain(self, layer, pending: list[_Item]) -> None:
-        for item in pending:
-            await self._deliver(layer, item)
+        for start in range(0, len(pending), self.batch_size):
+            await self._deliver(layer, pending[start : start + self.batch_size])
 
 
 def flow_group(flow_execution_id) -> str:

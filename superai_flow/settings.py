@@ -171,7 +171,7 @@ if REDIS_URL:
     # whatever the number of watchers. Delivery is at most once; clients resume from cursors.
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "BACKEND": "superai_flow.channel_layer.BatchingRedisPubSubChannelLayer",
             "CONFIG": {
                 "hosts": [{"address": REDIS_URL, "socket_connect_timeout": 2, "socket_keepalive": True}],
                 "prefix": env_str("CHANNEL_LAYER_PREFIX", "superai_flow"),

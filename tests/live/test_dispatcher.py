@@ -8,15 +8,35 @@ import subprocess
 import time
 
 import pytest
+import redis as redis_py
 from channels.layers import get_channel_layer
+from redis.asyncio.client import Pipeline
 
 from superai_flow.notifications import Dispatcher
 from tests.e2e.servers import RedisServer, free_port
 
+BATCHING = "superai_flow.channel_layer.BatchingRedisPubSubChannelLayer"  # what settings use with REDIS_URL
+ONE_BY_ONE = "channels_redis.pubsub.RedisPubSubChannelLayer"  # no group_send_many: the dispatcher's fallback
+PREFIX = "dispatcher_test"
 
-def pubsub_layer(url: str) -> dict:
-    config = {"hosts": [{"address": url, "socket_connect_timeout": 1}], "prefix": "dispatcher_test"}
-    return {"default": {"BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer", "CONFIG": config}}
+
+def pubsub_layer(url: str, backend: str = BATCHING) -> dict:
+    config = {"hosts": [{"address": url, "socket_connect_timeout": 1}], "prefix": PREFIX}
+    return {"default": {"BACKEND": backend, "CONFIG": config}}
+
+
+@pytest.fixture(params=[BATCHING, ONE_BY_ONE], ids=["batched", "one_by_one"])
+def backend(request) -> str:
+    return request.param
+
+
+def publish_calls(redis: RedisServer) -> int:
+    """PUBLISH commands the server has executed, however they were sent."""
+    client = redis_py.Redis.from_url(redis.url)
+    try:
+        return client.info("commandstats").get("cmdstat_publish", {}).get("calls", 0)
+    finally:
+        client.close()
 
 
 def wait_for(condition, timeout: float = 10) -> None:
@@ -26,8 +46,8 @@ def wait_for(condition, timeout: float = 10) -> None:
         time.sleep(0.02)
 
 
-def test_messages_to_an_unreachable_layer_are_retried_then_dropped_and_counted(settings, caplog):
-    settings.CHANNEL_LAYERS = pubsub_layer(f"redis://127.0.0.1:{free_port()}/0")
+def test_messages_to_an_unreachable_layer_are_retried_then_dropped_and_counted(settings, caplog, backend):
+    settings.CHANNEL_LAYERS = pubsub_layer(f"redis://127.0.0.1:{free_port()}/0", backend)
     dispatcher = Dispatcher(max_queue=2, send_timeout=1, max_age=0.5, drain_seconds=0)
 
     with caplog.at_level(logging.WARNING, logger="superai_flow.notifications"):
@@ -46,9 +66,9 @@ def test_messages_to_an_unreachable_layer_are_retried_then_dropped_and_counted(s
 
 @pytest.mark.redis
 @pytest.mark.asyncio
-async def test_sends_resume_by_themselves_when_redis_comes_back(settings):
+async def test_sends_resume_by_themselves_when_redis_comes_back(settings, backend):
     redis = RedisServer().start()
-    settings.CHANNEL_LAYERS = pubsub_layer(redis.url)
+    settings.CHANNEL_LAYERS = pubsub_layer(redis.url, backend)
     layer = get_channel_layer()
     channel = await layer.new_channel()
     await layer.group_add("recovering", channel)
@@ -78,9 +98,9 @@ async def test_sends_resume_by_themselves_when_redis_comes_back(settings):
 
 @pytest.mark.redis
 @pytest.mark.asyncio
-async def test_what_is_queued_at_exit_is_drained(settings):
+async def test_what_is_queued_at_exit_is_drained(settings, backend):
     redis = RedisServer().start()
-    settings.CHANNEL_LAYERS = pubsub_layer(redis.url)
+    settings.CHANNEL_LAYERS = pubsub_layer(redis.url, backend)
     layer = get_channel_layer()
     channel = await layer.new_channel()
     await layer.group_add("draining", channel)
@@ -102,3 +122,133 @@ async def test_what_is_queued_at_exit_is_drained(settings):
     finally:
         await layer.group_discard("draining", channel)
         redis.stop()
+
+
+async def until(condition, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+@pytest.mark.redis
+@pytest.mark.asyncio
+async def test_a_burst_goes_out_in_order_in_one_round_trip_per_batch(settings, monkeypatch):
+    redis = RedisServer().start()
+    settings.CHANNEL_LAYERS = pubsub_layer(redis.url)
+    pipelines: list[list[str]] = []  # the commands of each pipeline executed, that is of each round trip
+    execute = Pipeline.execute
+
+    async def counted_execute(self, *args, **kwargs):
+        pipelines.append([str(command[0]) for command, _ in self.command_stack])
+        return await execute(self, *args, **kwargs)
+
+    monkeypatch.setattr(Pipeline, "execute", counted_execute)
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    await layer.group_add("burst", channel)
+    dispatcher = Dispatcher(max_queue=1000, send_timeout=2, max_age=30, drain_seconds=0)
+    try:
+        await layer.group_send("burst", {"type": "t.probe"})  # the subscription is in place once this is back
+        assert (await asyncio.wait_for(layer.receive(channel), 5))["type"] == "t.probe"
+
+        dispatcher.submit([("burst", {"type": "t.message", "n": n}) for n in range(600)])
+
+        received = [(await asyncio.wait_for(layer.receive(channel), 5))["n"] for _ in range(600)]
+        assert received == list(range(600))
+        await until(lambda: dispatcher.counters["sent"] == 600)
+        # All 600 were queued before the worker woke up: three full batches, one round trip each.
+        assert [len(commands) for commands in pipelines] == [200, 200, 200]
+        assert {command for commands in pipelines for command in commands} == {"PUBLISH"}
+        assert publish_calls(redis) == 1 + 600  # the probe, then each message exactly once
+        assert dispatcher.counters["retried"] == dispatcher.counters["dropped"] == 0
+    finally:
+        dispatcher.close()
+        await layer.group_discard("burst", channel)
+        redis.stop()
+
+
+@pytest.mark.redis
+@pytest.mark.asyncio
+async def test_a_batch_sent_while_redis_is_down_arrives_once_it_is_back(settings):
+    redis = RedisServer().start()
+    settings.CHANNEL_LAYERS = pubsub_layer(redis.url)
+    layer = get_channel_layer()
+    # On this test's loop, the dispatcher cannot try again while the test holds the loop (below).
+    dispatcher = Dispatcher(max_queue=100, send_timeout=1, max_age=60, drain_seconds=0)
+    dispatcher.attach(asyncio.get_running_loop())
+    subscriber = redis_py.Redis.from_url(redis.url).pubsub()
+    try:
+        redis.stop()
+        dispatcher.submit([("outage", {"type": "t.message", "n": n}) for n in range(50)])
+        await until(lambda: dispatcher.counters["retried"] >= 2 * 50)  # the whole batch, twice
+        assert dispatcher.counters["sent"] == 0 and dispatcher.snapshot()["queued"] == 50
+
+        # Without yielding to the loop: Redis comes back and someone listens before the next attempt.
+        redis.start()
+        subscriber.subscribe(f"{PREFIX}__group__outage")
+        assert subscriber.get_message(timeout=5)["type"] == "subscribe"
+
+        received = []
+        deadline = time.monotonic() + 15
+        while len(received) < 50:
+            assert time.monotonic() < deadline, f"only {len(received)} of 50 arrived"
+            message = await asyncio.to_thread(subscriber.get_message, ignore_subscribe_messages=True, timeout=0.5)
+            if message is not None:
+                received.append(layer.deserialize(message["data"])["n"])
+        assert received == list(range(50))
+        await until(lambda: dispatcher.counters["sent"] == 50)
+        assert dispatcher.counters["dropped"] == 0 and dispatcher.snapshot()["queued"] == 0
+    finally:
+        dispatcher.close()
+        subscriber.close()
+        redis.stop()
+
+
+@pytest.mark.redis
+@pytest.mark.asyncio
+async def test_only_the_messages_too_old_are_dropped_from_a_batch_the_rest_is_retried(settings, caplog):
+    redis = RedisServer()  # not started yet
+    settings.CHANNEL_LAYERS = pubsub_layer(redis.url)
+    dispatcher = Dispatcher(max_queue=100, send_timeout=1, max_age=0.5, drain_seconds=0)
+    dispatcher.attach(asyncio.get_running_loop())
+    try:
+        with caplog.at_level(logging.WARNING, logger="superai_flow.notifications"):
+            # Both submits are queued before the worker runs: one batch, of old and young messages.
+            dispatcher.submit([("aging", {"type": "t.old", "n": n}) for n in range(3)])
+            dispatcher.max_age = 60
+            dispatcher.submit([("aging", {"type": "t.young", "n": n}) for n in range(3)])
+            await until(lambda: dispatcher.counters["dropped"] == 3)
+            assert dispatcher.counters["sent"] == 0 and dispatcher.snapshot()["queued"] == 3
+
+            await asyncio.to_thread(redis.start)
+            await until(lambda: dispatcher.counters["sent"] == 3)
+
+        assert publish_calls(redis) == 3
+        assert dispatcher.counters["dropped"] == 3 and dispatcher.snapshot()["queued"] == 0
+        drops = [record.getMessage() for record in caplog.records if "Dropped" in record.getMessage()]
+        assert len(drops) == 1 and drops[0].startswith("Dropped notification t.old to aging: gave up after")
+    finally:
+        dispatcher.close()
+        redis.stop()
+
+
+@pytest.mark.asyncio
+async def test_the_in_memory_layer_gets_the_messages_one_by_one_in_order(settings):
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    layer = get_channel_layer()
+    assert not hasattr(layer, "group_send_many")
+    channel = await layer.new_channel()
+    await layer.group_add("memory", channel)
+    dispatcher = Dispatcher(max_queue=100, send_timeout=1, max_age=30, drain_seconds=0)
+    dispatcher.attach(asyncio.get_running_loop())  # the in-memory layer reaches this loop's consumers only
+    try:
+        dispatcher.submit([("memory", {"type": "t.message", "n": n}) for n in range(50)])
+
+        received = [(await asyncio.wait_for(layer.receive(channel), 5))["n"] for _ in range(50)]
+
+        assert received == list(range(50))
+        await until(lambda: dispatcher.counters["sent"] == 50)
+    finally:
+        dispatcher.close()
+        await layer.group_discard("memory", channel)

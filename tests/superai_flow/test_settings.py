@@ -69,7 +69,7 @@ def test_postgres_uses_the_psycopg_pool_not_persistent_connections(tmp_path):
 def test_redis_url_selects_the_redis_channel_layer(tmp_path):
     loaded = settings_with(tmp_path, REDIS_URL="redis://cache.example:6380/2")
 
-    assert loaded["layer"] == "channels_redis.pubsub.RedisPubSubChannelLayer"
+    assert loaded["layer"] == "superai_flow.channel_layer.BatchingRedisPubSubChannelLayer"
     assert [host["address"] for host in loaded["layer_hosts"]] == ["redis://cache.example:6380/2"]
 
 
