@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/create_latency.py
 	$(BIN)/python bench/live_latency.py
 	$(BIN)/python bench/create_throughput.py
+	$(BIN)/python bench/gc_pauses.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache *.egg-info
