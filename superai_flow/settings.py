@@ -125,6 +125,11 @@ if _database["ENGINE"] == "django.db.backends.postgresql":
     _database.setdefault("OPTIONS", {}).update(
         {
             "connect_timeout": env_int("DB_CONNECT_TIMEOUT", 5, minimum=1),
+            # Parameters travel apart from the SQL, and a statement run twice on a connection is prepared
+            # by the server, so PostgreSQL parses and plans it once: 30% less database CPU per create
+            # (docs/performance.md). 0 turns preparing off (e.g. behind PgBouncer before 1.21).
+            "server_side_binding": True,
+            "prepare_threshold": env_int("DB_PREPARE_THRESHOLD", 2, minimum=0) or None,
             "pool": {
                 "min_size": env_int("DB_POOL_MIN_SIZE", 2, minimum=0),
                 "max_size": env_int("DB_POOL_MAX_SIZE", 20, minimum=1),

@@ -31,9 +31,11 @@ ROUND_TRIP_BUDGET = 4
 # to compare the payload against. Twice the create's budget leaves room for that, no more.
 RETRY_ROUND_TRIP_BUDGET = 2 * ROUND_TRIP_BUDGET
 CREATES = 20
-# The first requests of a server open its pool's connections and fill its caches: not what a create
-# costs once the server runs.
-WARM_UP = 3
+# The first requests of a server open its pool's connections, fill its caches and, on the second run
+# of a statement on a connection, prepare it on the server (one extra round trip, once per connection):
+# not what a create costs once the server runs. Enough creates that every pooled connection has seen
+# each statement twice.
+WARM_UP = 12
 
 
 def database_url_through(proxy: PgProxy, **options: str) -> str:
