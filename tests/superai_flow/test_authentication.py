@@ -199,8 +199,24 @@ def test_a_key_over_its_rate_limit_gets_429_with_retry_after(low_limit, client_a
 
     assert answers == [200, 200, 200]
     error_of(over, 429, "throttled")
-    assert 1 <= int(over["Retry-After"]) <= 60
+    # The window slides: the requests of this minute still weigh on the start of the next one.
+    assert 1 <= int(over["Retry-After"]) <= 120
     assert client_b.get(URL).status_code == 200  # each key has its own budget
+
+
+def test_the_limit_slides_over_the_end_of_a_window(low_limit, client_a, monkeypatch):
+    clock = [60 * 29_000_000 + 30.0]  # half-way through a minute
+    monkeypatch.setattr("superai_flow.throttling.time.time", lambda: clock[0])
+    assert [client_a.get(URL).status_code for _ in range(3)] == [200, 200, 200]
+
+    clock[0] += 40  # 10 s into the next minute, 5/6 of the last one's 3 requests still count: 2.5 + 1 > 3
+    refused = client_a.get(URL)
+    clock[0] += 20  # 30 s in, half of them do: 1.5 + 1 <= 3
+    allowed = client_a.get(URL)
+
+    error_of(refused, 429, "throttled")
+    assert int(refused["Retry-After"]) == 10  # when 1.5 of them are left
+    assert allowed.status_code == 200
 
 
 def test_the_limit_is_configurable_and_can_be_lifted(settings, client_a):
