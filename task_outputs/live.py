@@ -64,30 +64,35 @@ def decode_cursor(token: Any) -> int:
     return int(match.group(1))
 
 
-def write_position() -> dict[str, int]:
-    """`write_txid`, `write_horizon` and `cursor_horizon` for a write in the current transaction (one query).
+# A write's position in the current transaction as three SQL expressions (write_txid, write_horizon,
+# cursor_horizon) with one parameter, the start of the grace period: what an INSERT or UPDATE can
+# compute in its own statement. The first write of the grace period is looked up in every
+# organization (on PostgreSQL through a function that sees past row-level security; it returns a
+# number, no tenant data); LEAST ignores its NULL when there was none.
+_NEXT_SQLITE_TXID = "(SELECT COALESCE(MAX(write_txid), 0) + 1 FROM task_outputs_taskoutput)"
+WRITE_POSITION_SQL = {
+    "postgresql": (
+        "pg_current_xact_id()::text::bigint, pg_snapshot_xmin(pg_current_snapshot())::text::bigint, "
+        "LEAST(pg_snapshot_xmin(pg_current_snapshot())::text::bigint, superai_first_write_since(%s))"
+    ),
+    "sqlite": (
+        f"{_NEXT_SQLITE_TXID}, {_NEXT_SQLITE_TXID}, MIN({_NEXT_SQLITE_TXID}, COALESCE((SELECT write_horizon "
+        f"FROM task_outputs_taskoutput WHERE updated_at >= %s ORDER BY updated_at LIMIT 1), {_NEXT_SQLITE_TXID}))"
+    ),
+}
 
-    The first write of the grace period is looked up in every organization (on PostgreSQL through a
-    function that sees past row-level security; it returns a number, no tenant data).
-    """
-    grace_start = timezone.now() - timedelta(seconds=settings.LIVE_CURSOR_GRACE_SECONDS)
+
+def grace_start() -> Any:
+    """WRITE_POSITION_SQL's parameter: the start of the grace period, as the database takes it."""
+    moment = timezone.now() - timedelta(seconds=settings.LIVE_CURSOR_GRACE_SECONDS)
+    return connection.ops.adapt_datetimefield_value(moment)
+
+
+def write_position() -> dict[str, int]:
+    """`write_txid`, `write_horizon` and `cursor_horizon` for a write in the current transaction (one query)."""
     with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute(
-                "SELECT pg_current_xact_id()::text::bigint, pg_snapshot_xmin(pg_current_snapshot())::text::bigint, "
-                "superai_first_write_since(%s)",
-                [grace_start],
-            )
-            txid, horizon, recent = cursor.fetchone()
-        else:
-            cursor.execute(
-                "SELECT COALESCE(MAX(write_txid), 0) + 1, (SELECT write_horizon FROM task_outputs_taskoutput "
-                "WHERE updated_at >= %s ORDER BY updated_at LIMIT 1) FROM task_outputs_taskoutput",
-                [connection.ops.adapt_datetimefield_value(grace_start)],
-            )
-            txid, recent = cursor.fetchone()
-            horizon = txid
-    cursor_horizon = horizon if recent is None else min(horizon, recent)
+        cursor.execute(f"SELECT {WRITE_POSITION_SQL[connection.vendor]}", [grace_start()])
+        txid, horizon, cursor_horizon = cursor.fetchone()
     return {"write_txid": txid, "write_horizon": horizon, "cursor_horizon": cursor_horizon}
 
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 import functools
 import uuid
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models.signals import post_save
 from django.utils import timezone
@@ -79,12 +78,11 @@ def task_output_create(
 def _insert(values: dict[str, Any], *, id: uuid.UUID) -> TaskOutput | None:
     """The new task output, or None when nothing was inserted (references not found, or `id` taken)."""
     now = timezone.now()
-    grace_start = now - timedelta(seconds=settings.LIVE_CURSOR_GRACE_SECONDS)
     task_execution_id = values["task_execution_id"]
     record = {"id": id, "created_at": values.get("created_at", now), "updated_at": now}
     record.update((name, values[name]) for name in _STORED)
     params = [_FIELDS[name].get_db_prep_save(value, connection) for name, value in record.items()]
-    params.append(connection.ops.adapt_datetimefield_value(grace_start))
+    params.append(live.grace_start())  # the write position's (task_outputs.live)
     references = ["flow_execution_id", "organization_id"] + (["task_execution_id"] if task_execution_id else [])
     params += [_FIELDS[name].get_db_prep_save(values[name], connection) for name in references]
     try:
@@ -116,21 +114,6 @@ def _insert(values: dict[str, Any], *, id: uuid.UUID) -> TaskOutput | None:
 # The columns a create writes as given, in the order of _insert_sql's placeholders after id and times.
 _STORED = ("task_execution_id", "task_name", "status", "summary", "output", "tags", "modified_by")
 _FIELDS = {field.attname: field for field in TaskOutput._meta.concrete_fields}
-# The live write position (task_outputs.live.write_position), computed by the INSERT itself.
-_WRITE_POSITION = {
-    "postgresql": (
-        "pg_current_xact_id()::text::bigint, pg_snapshot_xmin(pg_current_snapshot())::text::bigint, "
-        # LEAST ignores NULL: no write in the grace period means the write's own horizon.
-        "LEAST(pg_snapshot_xmin(pg_current_snapshot())::text::bigint, superai_first_write_since(%s))"
-    ),
-    "sqlite": (
-        "(SELECT COALESCE(MAX(write_txid), 0) + 1 FROM task_outputs_taskoutput), "
-        "(SELECT COALESCE(MAX(write_txid), 0) + 1 FROM task_outputs_taskoutput), "
-        "MIN((SELECT COALESCE(MAX(write_txid), 0) + 1 FROM task_outputs_taskoutput), COALESCE("
-        "(SELECT write_horizon FROM task_outputs_taskoutput WHERE updated_at >= %s ORDER BY updated_at LIMIT 1), "
-        "(SELECT COALESCE(MAX(write_txid), 0) + 1 FROM task_outputs_taskoutput)))"
-    ),
-}
 
 
 @functools.cache
@@ -145,7 +128,7 @@ def _insert_sql(vendor: str, with_task_execution: bool) -> str:
         INSERT INTO task_outputs_taskoutput (id, created_at, updated_at, task_execution_id, task_name, status,
             summary, output, tags, modified_by, write_txid, write_horizon, cursor_horizon,
             organization_id, flow_execution_id, flow_version, revision)
-        SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, {_WRITE_POSITION[vendor]},
+        SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, {live.WRITE_POSITION_SQL[vendor]},
             flow.organization_id, flow.id, flow.flow_version, 1
         FROM flow_executions_flowexecution flow
         WHERE flow.id = %s AND flow.organization_id = %s AND flow.status <> 'deleted' AND {task_execution}
