@@ -1,4 +1,4 @@
-"""Admin for flow and task executions: browse, inspect outputs inline, mark stale or soft-delete."""
+"""Admin for flow and task executions: browse, mark stale or soft-delete (task_outputs adds outputs inline)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,6 @@ from flow_executions.lifecycle import Status
 from flow_executions.models import FlowExecution, TaskExecution
 from flow_executions.services import flow_execution_delete, flow_execution_update, task_execution_update
 from superai_flow.admin_base import ExactTextFilter, OrganizationScopedAdmin, actor, pretty_json, run_action
-from task_outputs.models import TaskOutput
-
-INLINE_OUTPUTS = 20
 
 
 class FlowNameFilter(ExactTextFilter):
@@ -28,31 +25,6 @@ class TaskNameFilter(ExactTextFilter):
     title = "task name"
     parameter_name = "task_name"
     field_name = "task_name"
-
-
-class RecentOutputsInline(admin.TabularInline):
-    """The newest task outputs of the flow execution, read-only; the link after them lists them all."""
-
-    model = TaskOutput
-    fields = ["task_name", "status", "tags", "created_at", "link"]
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-    show_change_link = True
-    verbose_name_plural = f"task outputs (newest {INLINE_OUTPUTS})"
-
-    def get_queryset(self, request):
-        queryset = super().get_queryset(request).order_by("-created_at", "-id")
-        # Formsets cannot slice; keep the newest N by primary key instead.
-        newest = list(queryset.values_list("pk", flat=True)[:INLINE_OUTPUTS])
-        return queryset.filter(pk__in=newest)
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    @admin.display(description="")
-    def link(self, output: TaskOutput):
-        return format_html('<a href="{}">open</a>', reverse("admin:task_outputs_taskoutput_change", args=[output.pk]))
 
 
 def _uuid_search(queryset, search_term: str, text_field: str):
@@ -76,7 +48,7 @@ class FlowExecutionAdmin(OrganizationScopedAdmin):
     fields = ["id", "organization", "flow_name", "flow_version", "status", "modified_by", "started_at",
               "completed_at", "created_at", "updated_at", "input_json"]  # fmt: skip
     readonly_fields = fields
-    inlines = [RecentOutputsInline]
+    # task_outputs adds its newest outputs inline (task_outputs/admin.py): this app does not know that one.
     actions = ["mark_stale", "soft_delete"]
 
     def has_add_permission(self, request):

@@ -1,4 +1,5 @@
-"""Admin for task outputs: find any output by task name, tag or id; mark stale or soft-delete it."""
+"""Admin for task outputs: find any output by task name, tag or id; mark stale or soft-delete it; the newest
+outputs of a flow execution inline on its page."""
 
 from __future__ import annotations
 
@@ -6,13 +7,48 @@ import uuid
 
 from django.contrib import admin
 from django.db.models import Q
+from django.urls import reverse
+from django.utils.html import format_html
 
+from flow_executions.admin import FlowExecutionAdmin
 from flow_executions.lifecycle import Status
 from superai_flow.admin_base import ExactTextFilter, OrganizationScopedAdmin, actor, pretty_json, run_action
 from superai_flow.json_queries import JSONArrayContainsAll
 from superai_flow.organizations.models import Organization
 from task_outputs.models import TaskOutput
 from task_outputs.services import task_output_delete, task_output_update
+
+INLINE_OUTPUTS = 20
+
+
+class RecentOutputsInline(admin.TabularInline):
+    """The newest task outputs of the flow execution, read-only; the link after them lists them all."""
+
+    model = TaskOutput
+    fields = ["task_name", "status", "tags", "created_at", "link"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    verbose_name_plural = f"task outputs (newest {INLINE_OUTPUTS})"
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request).order_by("-created_at", "-id")
+        # Formsets cannot slice; keep the newest N by primary key instead.
+        newest = list(queryset.values_list("pk", flat=True)[:INLINE_OUTPUTS])
+        return queryset.filter(pk__in=newest)
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="")
+    def link(self, output: TaskOutput):
+        return format_html('<a href="{}">open</a>', reverse("admin:task_outputs_taskoutput_change", args=[output.pk]))
+
+
+# Flow executions know nothing of their outputs (the dependency runs from task_outputs to them), so
+# the flow execution page gets its outputs inline from here.
+FlowExecutionAdmin.inlines = [*FlowExecutionAdmin.inlines, RecentOutputsInline]
 
 
 class TaskNameFilter(ExactTextFilter):
