@@ -8,7 +8,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "superai_flow.settings")
 # Django must be set up before anything imports models (handlers, routing, consumers).
 django.setup(set_prefix=False)
 
-from superai_flow.handlers import ASGIHandler, settle_garbage_collector  # noqa: E402
+from superai_flow.handlers import ASGIHandler, pass_request_bodies_through, settle_garbage_collector  # noqa: E402
 
 django_asgi_app = ASGIHandler()
 
@@ -29,4 +29,5 @@ application = AttachDispatcher(
     )
 )
 
+pass_request_bodies_through()
 settle_garbage_collector()

@@ -71,6 +71,29 @@ class ASGIHandler(asgi.ASGIHandler):
         return response
 
 
+def pass_request_bodies_through() -> None:
+    """Let daphne hand every request body to Django as it came, without Twisted parsing it first.
+
+    Twisted's Request parses the Content-Type of every POST with the `email` package (4-7% of the
+    server's CPU per create, docs/performance.md) to decode form bodies into `request.args`, which
+    daphne never reads: it passes the raw body to the application. It also answered a malformed
+    multipart body with its own bare 400 before the application saw it. `parsePOSTFormSubmission` is
+    Twisted's switch for this; daphne builds its requests from `daphne.http_protocol.WebRequest`.
+    """
+    from daphne import http_protocol
+
+    if getattr(http_protocol.WebRequest, "passes_bodies_through", False):
+        return
+
+    class WebRequest(http_protocol.WebRequest):
+        passes_bodies_through = True
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, parsePOSTFormSubmission=False, **kwargs)
+
+    http_protocol.WebRequest = WebRequest
+
+
 def settle_garbage_collector() -> None:
     """Keep the collector's full passes short: they scan every tracked object, and a server holds many.
 

@@ -66,6 +66,7 @@ def test_hostile_json_is_a_4xx(target, fragment, status, code):
         (b"a=1&b=2", "application/x-www-form-urlencoded", 415, "unsupported_media_type"),
         (b"--x\r\nContent-Disposition: form-data\r\n\r\n1\r\n--x--", "multipart/form-data; boundary=x", 415,
          "unsupported_media_type"),
+        (b"not multipart", "multipart/form-data; boundary=x", 415, "unsupported_media_type"),
         (b'{"a": 1}', None, 415, "unsupported_media_type"),
         (b"x" * (3 * 1024 * 1024), "application/json", 413, "payload_too_large"),
         (b"[]", "application/json", 400, "bad_request"),
