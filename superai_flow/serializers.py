@@ -7,7 +7,6 @@ the database is one PostgreSQL can store (no NUL, no lone surrogates).
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import uuid
@@ -187,6 +186,12 @@ class TagsField(serializers.ListField):
         return super().run_validation(data)
 
 
+def _shallow_copy(field: serializers.Field) -> serializers.Field:
+    clone = object.__new__(type(field))
+    clone.__dict__.update(field.__dict__)
+    return clone
+
+
 class StrictSerializer(serializers.Serializer):
     """Refuses fields it does not declare (code `unknown_field`), reported together with every other error."""
 
@@ -194,15 +199,17 @@ class StrictSerializer(serializers.Serializer):
         # DRF deep-copies every declared field for every serializer, which rebuilds each field from its
         # arguments: 6% of a create's CPU. Binding a field (its name and parent) only assigns attributes,
         # so a shallow copy keeps instances apart just as well; nothing here mutates a field's shared parts.
-        return {name: copy.copy(field) for name, field in self._declared_fields.items()}
+        # Copied by hand: copy.copy's generic protocol (__reduce_ex__) took three times as long.
+        return {name: _shallow_copy(field) for name, field in self._declared_fields.items()}
 
     def to_internal_value(self, data):
+        fields = self.fields
         unknown = {
             key: [ErrorDetail("Unknown field.", code="unknown_field")]
             for key in data
-            if key not in self.fields or self.fields[key].read_only
+            if key not in fields or fields[key].read_only
         }
-        known = {key: value for key, value in data.items() if key in self.fields}
+        known = {key: value for key, value in data.items() if key in fields}
         try:
             validated = super().to_internal_value(known)
         except ValidationError as exc:

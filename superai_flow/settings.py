@@ -291,6 +291,9 @@ API_MAX_PAGE_SIZE = 500
 API_CREATED_AT_MAX_SKEW_SECONDS = 300
 # An API key's last_used_at is written at most this often, so reads do not turn into writes.
 API_KEY_LAST_USED_RESOLUTION_SECONDS = 60
+# How long a process trusts an API key it found valid without looking it up again (0: look up every
+# request). The contract lets a revoked key work for at most 5 s, so more is refused.
+API_KEY_CACHE_SECONDS = env_int("API_KEY_CACHE_SECONDS", 5, minimum=0, maximum=5)
 
 # --- Logging ------------------------------------------------------------------------------------
 LOGGING = {

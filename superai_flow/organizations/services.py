@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import time
 from datetime import timedelta
 
 from django.conf import settings
@@ -61,18 +62,68 @@ def api_key_authenticate(raw_key: str, *, scope: bool = False) -> APIKey | None:
     """The active key matching `raw_key`, or None. Looks up by prefix, compares hashes in constant time.
 
     With `scope`, the current transaction is also scoped to the key's organization (in the lookup's own
-    statement, see tenancy.api_key_by_prefix) when, and only when, the key is valid.
+    statement, see tenancy.api_key_by_prefix) when, and only when, the key is valid. A key found valid
+    is remembered for API_KEY_CACHE_SECONDS (see _recent_keys).
     """
     if not _KEY_FORMAT.fullmatch(raw_key):
         return None
     key_hash = _hash(raw_key)
-    api_key = api_key_by_prefix(raw_key[:_LOOKUP_PREFIX_LENGTH], scope_if_hash=key_hash if scope else None)
-    if api_key is None or not hmac.compare_digest(api_key.key_hash, key_hash) or not api_key.is_active:
-        return None
+    api_key = _recent_keys.get(key_hash)
+    if api_key is None:
+        api_key = api_key_by_prefix(raw_key[:_LOOKUP_PREFIX_LENGTH], scope_if_hash=key_hash if scope else None)
+        if api_key is None or not hmac.compare_digest(api_key.key_hash, key_hash) or not api_key.is_active:
+            return None
+        _recent_keys.remember(api_key)
     if scope and not getattr(api_key, "scoped", False):
-        set_scope([api_key.organization_id])  # SQLite, or outside a transaction: no combined statement there
+        set_scope([api_key.organization_id])  # a remembered key, SQLite, or outside a transaction
     _touch(api_key)
     return api_key
+
+
+class _RecentKeys:
+    """Valid API keys seen in the last API_KEY_CACHE_SECONDS, by hash: most requests need no key lookup.
+
+    The contract lets a revoked key work for at most 5 seconds anywhere, so the setting is capped at 5.
+    In this process a key is forgotten as soon as it is saved or deleted (revoking saves it); other
+    processes forget it when its time is up. Only keys that were valid are kept, so unknown keys cannot
+    fill the cache, and it never holds more than MAX_ENTRIES.
+    """
+
+    MAX_ENTRIES = 10_000
+
+    def __init__(self):
+        self._entries: dict[str, tuple[float, list]] = {}
+
+    def get(self, key_hash: str) -> APIKey | None:
+        entry = self._entries.get(key_hash)
+        if entry is None or entry[0] <= time.monotonic():
+            return None
+        # A fresh instance for every request: related objects cached on one never leak into another.
+        return APIKey.from_db("default", _API_KEY_ATTNAMES, entry[1])
+
+    def remember(self, api_key: APIKey) -> None:
+        seconds = settings.API_KEY_CACHE_SECONDS
+        if seconds <= 0:
+            return
+        if len(self._entries) >= self.MAX_ENTRIES:
+            self._entries.clear()
+        values = [getattr(api_key, name) for name in _API_KEY_ATTNAMES]
+        self._entries[api_key.key_hash] = (time.monotonic() + seconds, values)
+
+    def forget(self, key_hash: str) -> None:
+        self._entries.pop(key_hash, None)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+_API_KEY_ATTNAMES = [field.attname for field in APIKey._meta.concrete_fields]
+_recent_keys = _RecentKeys()
+
+
+def forget_api_key(sender, instance: APIKey, **kwargs) -> None:
+    """post_save / post_delete of an API key: this process stops trusting what it remembered of it."""
+    _recent_keys.forget(instance.key_hash)
 
 
 def _touch(api_key: APIKey) -> None:
@@ -83,3 +134,4 @@ def _touch(api_key: APIKey) -> None:
         with tenant_scope([api_key.organization_id]):
             APIKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
         api_key.last_used_at = now
+        _recent_keys.remember(api_key)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import httpx
 import pytest
 
+from superai_flow.organizations.models import APIKey
+from superai_flow.organizations.services import api_key_revoke
 from tests.e2e.servers import DaphneServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -117,3 +120,15 @@ def test_servers_share_one_rate_limit_through_redis(tenant):
                    for server in (one, other, one, other, one)]  # fmt: skip
 
     assert answers == [200, 200, 200, 200, 429]
+
+
+def test_a_key_revoked_elsewhere_stops_working_within_5_seconds(api, daphne_server):
+    """The server trusts a key it checked for at most API_KEY_CACHE_SECONDS (5): the contract's bound."""
+    assert api.get("/api/v1/task-outputs").status_code == 200
+    api_key_revoke(api_key=APIKey.objects.get(organization_id=api.organization_id))  # in this process, not the server's
+    revoked = time.monotonic()
+
+    while api.get("/api/v1/task-outputs").status_code == 200:
+        assert time.monotonic() - revoked < 5.5, "the revoked key still works after 5 s"
+        time.sleep(0.1)
+    assert api.get("/api/v1/task-outputs").status_code == 401

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import io
+import time
 from datetime import timedelta
 
 import pytest
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.cache import cache, caches
 from django.core.management import call_command
+from django.utils import timezone
 from rest_framework.test import APIClient
 
+from superai_flow.organizations import services
 from superai_flow.organizations.models import APIKey, Membership
 from superai_flow.organizations.services import api_key_create, api_key_revoke
 from tests.helpers import bearer_client, error_of
@@ -65,7 +69,7 @@ def test_only_a_hash_of_the_key_is_stored(org_a):
     assert raw_key.startswith(api_key.prefix)
 
 
-def test_last_used_is_recorded_at_most_once_a_minute(org_a, key_a):
+def test_last_used_is_recorded_at_most_once_a_minute(org_a, key_a, monkeypatch):
     client = bearer_client(key_a)
     client.get(URL)
     first = APIKey.objects.get().last_used_at
@@ -74,9 +78,44 @@ def test_last_used_is_recorded_at_most_once_a_minute(org_a, key_a):
     assert first is not None
     assert APIKey.objects.get().last_used_at == first
 
-    APIKey.objects.update(last_used_at=first - timedelta(minutes=2))
+    later = first + timedelta(minutes=1, seconds=1)
+    monkeypatch.setattr(services.timezone, "now", lambda: later)
     client.get(URL)
-    assert APIKey.objects.get().last_used_at > first
+    assert APIKey.objects.get().last_used_at == later
+
+
+def revoke_elsewhere(api_key_id) -> None:
+    """What another server process's revocation looks like from here: the row changes, no signal comes."""
+    APIKey.objects.filter(pk=api_key_id).update(revoked_at=timezone.now())
+
+
+def test_a_key_revoked_by_another_process_stops_working_within_the_cache_time(org_a, key_a, monkeypatch):
+    client = bearer_client(key_a)
+    assert client.get(URL).status_code == 200
+    revoke_elsewhere(APIKey.objects.get(organization=org_a).pk)
+
+    assert client.get(URL).status_code == 200  # still trusted: looked up less than 5 s ago
+    clock = time.monotonic() + settings.API_KEY_CACHE_SECONDS
+    monkeypatch.setattr(services.time, "monotonic", lambda: clock)
+    error_of(client.get(URL), 401, "authentication_failed")
+
+
+def test_with_no_cache_time_every_request_looks_the_key_up(org_a, key_a, settings):
+    settings.API_KEY_CACHE_SECONDS = 0
+    client = bearer_client(key_a)
+    assert client.get(URL).status_code == 200
+    revoke_elsewhere(APIKey.objects.get(organization=org_a).pk)
+
+    error_of(client.get(URL), 401, "authentication_failed")
+
+
+def test_the_key_cache_never_outgrows_its_bound(org_a, monkeypatch):
+    monkeypatch.setattr(services._RecentKeys, "MAX_ENTRIES", 3)
+    keys = [api_key_create(organization=org_a, name=f"k{i}")[1] for i in range(5)]
+
+    for key in keys:
+        assert bearer_client(key).get(URL).status_code == 200
+        assert len(services._recent_keys._entries) <= 3
 
 
 @pytest.fixture

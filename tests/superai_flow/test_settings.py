@@ -89,6 +89,7 @@ def test_debug_and_allowed_hosts_come_from_the_environment(tmp_path):
         ({"SECRET_KEY": "short"}, "SECRET_KEY must be at least 32 characters"),
         ({"DATABASE_URL": "postgres://h/db", "DB_POOL_MAX_SIZE": "lots"}, "DB_POOL_MAX_SIZE='lots' is not an integer"),
         ({"DATABASE_URL": "postgres://h/db", "DB_POOL_MAX_SIZE": "0"}, "DB_POOL_MAX_SIZE=0 is too small"),
+        ({"API_KEY_CACHE_SECONDS": "6"}, "API_KEY_CACHE_SECONDS=6 is too large; the maximum is 5"),
     ],
 )
 def test_bad_values_fail_loudly(tmp_path, env, message):
