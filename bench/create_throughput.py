@@ -84,11 +84,12 @@ START_SECONDS = 60  # how long servers may take to start
 # --- CPU accounting (/proc) -----------------------------------------------------------------------
 
 
-def cpu_ticks(pid: int, *, children: bool = False) -> int:
+def cpu_ticks(pid: int, *, children: bool = False, main_thread: bool = False) -> int:
     """utime + stime of `pid` (all its threads), in clock ticks; with `children`, plus those of its
-    children that exited and were waited for. 0 when the process is gone."""
+    children that exited and were waited for; with `main_thread`, of its main thread only (daphne's
+    event loop). 0 when the process is gone."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        stat = Path(f"/proc/{pid}/task/{pid}/stat" if main_thread else f"/proc/{pid}/stat").read_text()
     except OSError:
         return 0
     fields = stat[stat.rindex(")") + 2 :].split()  # fields[0] is field 3 (state) of proc(5)
@@ -113,10 +114,15 @@ class Processes:
     def cpu(self) -> dict[str, int]:
         return {
             "daphne": sum(cpu_ticks(pid) for pid in self.daphne_pids),
+            "daphne_loop": sum(cpu_ticks(pid, main_thread=True) for pid in self.daphne_pids),
             "postgres": sum(cpu_ticks(pid, children=True) for pid in self.postgres.processes()),
             "redis": cpu_ticks(self.redis_pid),
             "client": cpu_ticks(os.getpid()),
         }
+
+    def total(self) -> int:
+        """Every counted process's CPU, each thread once."""
+        return sum(ticks for name, ticks in self.cpu().items() if name != "daphne_loop")
 
     def daphne_each(self) -> list[int]:
         return [cpu_ticks(pid) for pid in self.daphne_pids]
@@ -126,10 +132,10 @@ class Processes:
         over one second; whether it was, and that use in cores."""
         deadline = time.monotonic() + QUIET_WAIT_SECONDS
         while True:
-            busy, ours, started = machine_busy_ticks(), sum(self.cpu().values()), time.monotonic()
+            busy, ours, started = machine_busy_ticks(), self.total(), time.monotonic()
             time.sleep(1)
             elapsed = time.monotonic() - started
-            other = max(0, (machine_busy_ticks() - busy) - (sum(self.cpu().values()) - ours)) / CLK_TCK / elapsed
+            other = max(0, (machine_busy_ticks() - busy) - (self.total() - ours)) / CLK_TCK / elapsed
             if other < QUIET_CORES:
                 return True, round(other, 2)
             if time.monotonic() >= deadline:
@@ -397,7 +403,9 @@ async def run_phase(port: int, request: bytes, phase: Phase, warmup: float, seco
         "errors": requests - len(answered),
         "first_error": phase.first_error,
         "server_cpu_ms_per_request": per_request(server_ms),
-        "cpu_ms_per_request": {name: per_request(cpu_ms[name]) for name in ("daphne", "postgres", "redis")},
+        "cpu_ms_per_request": {
+            name: per_request(cpu_ms[name]) for name in ("daphne", "daphne_loop", "postgres", "redis")
+        },
         "server_cores": round(server_ms / 1000 / elapsed, 2),
         "daphne_cores_each": [
             round((b - a) / CLK_TCK / elapsed, 2) for a, b in zip(each_before, each_after, strict=True)
@@ -576,7 +584,8 @@ def markdown(report: dict) -> str:
     several = report["config"]["processes"] > 1  # then: how busy each daphne process was
     lines = [
         "| concurrency | target | req/s | p50 ms | p95 ms | p99 ms | max ms | errors | server CPU ms/req "
-        "| daphne / PostgreSQL / Redis ms | create ÷ this (CPU) |" + (" cores of each daphne |" if several else ""),
+        "| daphne (its event loop) / PostgreSQL / Redis ms | create ÷ this (CPU) |"
+        + (" cores of each daphne |" if several else ""),
         "|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if several else ""),
     ]
     creates = {row["concurrency"]: row for row in report["rows"] if row["target"] == "create"}
@@ -590,7 +599,10 @@ def markdown(report: dict) -> str:
             and row["server_cpu_ms_per_request"]
         ):
             ratio = create["server_cpu_ms_per_request"] / row["server_cpu_ms_per_request"]
-        split = " / ".join(cell(row["cpu_ms_per_request"][name], 2) for name in ("daphne", "postgres", "redis"))
+        cpu = row["cpu_ms_per_request"]
+        split = f"{cell(cpu['daphne'], 2)} ({cell(cpu['daphne_loop'], 2)}) / " + " / ".join(
+            cell(cpu[name], 2) for name in ("postgres", "redis")
+        )
         quiet = "" if row["quiet"] else " (not quiet)"
         lines.append(
             f"| {row['concurrency']} | {row['target']}{quiet} | {cell(row['requests_per_s'])} | {cell(row['p50_ms'])} "

@@ -175,7 +175,8 @@ class Dispatcher:
                     send = layer.group_send_many([(item.group, item.message) for item in items])
                 else:
                     send = layer.group_send(items[0].group, items[0].message)
-                await asyncio.wait_for(send, self.send_timeout)
+                async with asyncio.timeout(self.send_timeout):  # no task per send, unlike wait_for
+                    await send
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
