@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import os
 import re
 import selectors
 import subprocess
@@ -9,6 +11,7 @@ import sys
 
 import httpx
 import pytest
+from django.core.management import call_command
 
 from tests.e2e.servers import PROJECT_DIR
 
@@ -76,3 +79,69 @@ def test_the_worker_example_runs_the_whole_cycle(daphne_server, tenant, tmp_path
     ]
     flows = httpx.get(f"{daphne_server.url}/api/v1/flow-executions", headers={"Authorization": f"Bearer {key}"})
     assert flows.json()["results"][0]["status"] == "completed"
+
+
+VOLATILE = [
+    (r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "<uuid>"),
+    (r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", "<time>"),
+    (r"sfk_[A-Za-z0-9_-]{43}", "<key>"),
+    (r"password '[^']*'", "password <password>"),
+    (r"cursor=[A-Za-z0-9_%-]+", "cursor=<cursor>"),
+    (r'"request_id":"[0-9a-f]{32}"', '"request_id":<request id>'),
+    (r"http://127\.0\.0\.1:\d+", "<base>"),
+]
+
+
+def normalized(text: str) -> str:
+    """`text` without what differs from run to run (ids, times, keys, cursors, the server's port)."""
+    for pattern, replacement in VOLATILE:
+        text = re.sub(pattern, replacement, text)
+    return text.strip("\n")
+
+
+def api_examples() -> list[tuple[str, str, str]]:
+    """The README's `<!-- api-example NAME -->` blocks, in order: (name, shell command, printed output).
+
+    A block's command starts with `$ ` and runs on over lines ending in a backslash and through
+    here-documents (`<<EOF` ... `EOF`); the rest of the block is what it prints."""
+    readme = (PROJECT_DIR / "README.md").read_text()
+    examples = []
+    for name, block in re.findall(r"<!-- api-example (\w+) -->\n```sh\n(.*?)```", readme, re.S):
+        lines = block.splitlines()
+        assert lines[0].startswith("$ "), name
+        command, heredoc = [lines[0][2:]], "<<EOF" in lines[0]
+        for line in lines[1:]:
+            if not heredoc and not command[-1].endswith("\\"):
+                break
+            command.append(line)
+            heredoc = (heredoc or "<<EOF" in line) and line != "EOF"
+        examples.append((name, "\n".join(command), "\n".join(lines[len(command) :])))
+    return examples
+
+
+def test_the_make_run_sample_is_what_seed_demo_prints():
+    printed = io.StringIO()
+    call_command("seed_demo", "--base-url", "http://127.0.0.1:8000", stdout=printed)
+    readme = (PROJECT_DIR / "README.md").read_text()
+    sample = re.search(r"<!-- make-run-output -->\n```text\n(.*?)```", readme, re.S).group(1)
+
+    assert normalized(sample) == normalized(printed.getvalue())
+
+
+def test_the_api_examples_print_what_the_readme_shows(daphne_server, tenant):
+    organization_id, key = tenant
+    auth = {"Authorization": f"Bearer {key}"}
+    flow = httpx.post(f"{daphne_server.url}/api/v1/flow-executions", headers=auth,
+                      json={"organization_id": organization_id, "flow_name": "ingest"}).json()  # fmt: skip
+    # As in the README's run: the demo flow execution already holds one matching output.
+    earlier = {"organization_id": organization_id, "flow_execution_id": flow["id"], "task_name": "summarize",
+               "status": "completed", "summary": {"pages": 11}, "tags": ["demo"]}  # fmt: skip
+    assert httpx.post(f"{daphne_server.url}/api/v1/task-outputs", headers=auth, json=earlier).status_code == 201
+    env = {**os.environ, "BASE": daphne_server.url, "KEY": key, "ORG": organization_id, "FLOW": flow["id"]}
+    examples = api_examples()
+
+    assert [name for name, _, _ in examples] == ["create", "list", "invalid"]
+    for name, command, shown in examples:
+        run = subprocess.run(["bash", "-c", command], env=env, capture_output=True, text=True, timeout=30)
+        assert run.returncode == 0 and not run.stderr, (name, run.stderr)
+        assert normalized(run.stdout) == normalized(shown), name

@@ -99,3 +99,34 @@ def test_seed_demo_starts_a_new_running_execution_when_the_demos_has_finished():
 
     assert FlowExecution.objects.get(id=body["flow_execution_id"]).status == "running"
     assert bearer_client(key).post("/api/v1/task-outputs", body).status_code == 201
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "base_url", ["https://flow.example.com", "http://localhost:8001/", "http://web:8000", "http://[::1]:8000"]
+)
+def test_seed_demo_accepts_http_and_https_urls_with_a_host(base_url):
+    output = run("seed_demo", "--base-url", base_url)
+
+    assert f"{base_url.rstrip('/')}/admin/" in output
+    assert f"curl -sS -X POST {base_url.rstrip('/')}/api/v1/task-outputs" in output
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "base_url",
+    ["notaurl", "", "127.0.0.1:8000", "localhost:8000", "ftp://example.com", "http://", "https:///admin",
+     "http://:8000", "http://127.0.0.1:port", "http://127.0.0.1:99999", "http://127.0.0.1:0", "http://exa mple.com"],
+)  # fmt: skip
+def test_seed_demo_refuses_a_base_url_without_an_http_scheme_and_a_host_and_changes_nothing(base_url):
+    key = re.search(r"API key\s+(\S+)", run("seed_demo")).group(1)
+    password_hash = User.objects.get(username="demo").password
+    counts = [model.objects.count() for model in (Organization, User, APIKey, FlowExecution, TaskOutput)]
+
+    with pytest.raises(CommandError, match=r"--base-url .*http://127\.0\.0\.1:8000") as error:
+        run("seed_demo", "--base-url", base_url)
+
+    assert repr(base_url) in str(error.value)
+    assert [model.objects.count() for model in (Organization, User, APIKey, FlowExecution, TaskOutput)] == counts
+    assert User.objects.get(username="demo").password == password_hash
+    assert bearer_client(key).get("/api/v1/task-outputs").status_code == 200

@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 import secrets
 import shlex
+from urllib.parse import urlsplit
 
 from django.contrib.auth import get_user_model
+from django.core.management.base import CommandError
 
 from flow_executions.lifecycle import Status
 from flow_executions.models import FlowExecution
@@ -54,7 +56,7 @@ class Command(SystemCommand):
         parser.add_argument("--base-url", default="http://127.0.0.1:8000", help="Where the server will listen.")
 
     def handle(self, *args, base_url: str, **options):
-        base_url = base_url.rstrip("/")
+        base_url = self._checked(base_url).rstrip("/")
         organization, _ = Organization.objects.get_or_create(name=ORGANIZATION)
         password = secrets.token_urlsafe(12)
         user = get_user_model().objects.filter(username=USERNAME).first() or get_user_model()(username=USERNAME)
@@ -73,6 +75,23 @@ class Command(SystemCommand):
             flow_name, version, status, _ = next(flow for flow in DEMO_FLOWS if flow[2] == Status.RUNNING)
             running = self._create_execution(organization, flow_name, version, status)
         self._print(base_url, organization, password, raw_key, running)
+
+    @staticmethod
+    def _checked(base_url: str) -> str:
+        """The URL the printed links and curl commands start with: http(s), a host, a valid port if any."""
+        try:
+            parts = urlsplit(base_url)
+            valid = (
+                parts.scheme in ("http", "https") and bool(parts.hostname) and (parts.port is None or parts.port > 0)
+            )
+        except ValueError:  # a port that is not a number up to 65535, unbalanced brackets
+            valid = False
+        if not valid or any(character.isspace() for character in base_url):
+            raise CommandError(
+                f"--base-url must be an http:// or https:// URL with a host, e.g. http://127.0.0.1:8000 "
+                f"(got {base_url!r})."
+            )
+        return base_url
 
     def _create_execution(self, organization: Organization, flow_name: str, version: int, status: str):
         flow_execution, _ = flow_execution_create(
@@ -114,10 +133,19 @@ class Command(SystemCommand):
 SuperAI Flow demo is ready.
 
   Organization  {organization.name} ({organization.id})
-  Sign in       {base_url}/admin/  as user {USERNAME!r} with password {password!r}
+  User          {USERNAME!r} with password {password!r}
+  Pages         {base_url}/login/  (then {base_url}/executions/)
+  Admin         {base_url}/admin/
   API key       {raw_key}
 
-Create a task output (run it in another terminal while the server runs):
+For the API examples of the README, in another terminal:
+
+export BASE={shlex.quote(base_url)}
+export KEY={shlex.quote(raw_key)}
+export ORG={shlex.quote(str(organization.id))}
+export FLOW={shlex.quote(str(flow_execution.id))}
+
+Create a task output (while the server runs):
 
 curl -sS -X POST {base_url}/api/v1/task-outputs \\
   -H {auth} \\
