@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.db.models import Count
+from django.db.models import Count, OuterRef, Subquery
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
@@ -15,7 +16,7 @@ from flow_executions.lifecycle import Status
 from flow_executions.models import FlowExecution
 from flow_executions.selectors import task_output_counts, visible_flow_executions
 from superai_flow.organizations.models import Organization
-from superai_flow.organizations.selectors import organizations_for_user
+from superai_flow.organizations.selectors import organization_ids_for_user, organizations_for_user
 from task_outputs import live
 from task_outputs.models import TaskOutput
 from task_outputs.selectors import visible_task_outputs
@@ -26,13 +27,59 @@ RECENT_OUTPUTS = 15
 OUTPUTS_PER_FLOW = 500
 
 
+# The session key under which the pages remember the organization last shown (until sign-out).
+ORGANIZATION_SESSION_KEY = "organization_id"
+
+
 def _current_organization(request: HttpRequest, organizations: list[Organization]) -> Organization | None:
-    """The organization the pages show: `?org=`, else the last one chosen, else the first (remembered)."""
-    wanted = request.GET.get("org") or request.session.get("organization_id")
-    chosen = next((org for org in organizations if str(org.id) == wanted), organizations[0] if organizations else None)
-    if chosen is not None:
-        request.session["organization_id"] = str(chosen.id)
+    """The organization the pages show: `?org=`, else the one remembered in the session, else a default.
+
+    Only `organizations` (what the user may see now) are candidates: a chosen or remembered id outside
+    them, or of an organization that no longer exists, is ignored. Whatever is shown is remembered.
+    """
+    allowed = {str(org.id): org for org in organizations}
+    chosen = (
+        allowed.get(request.GET.get("org", ""))
+        or allowed.get(request.session.get(ORGANIZATION_SESSION_KEY, ""))
+        or _default_organization(request.user, organizations)
+    )
+    if chosen is not None and request.session.get(ORGANIZATION_SESSION_KEY) != str(chosen.id):
+        request.session[ORGANIZATION_SESSION_KEY] = str(chosen.id)
     return chosen
+
+
+def _default_organization(user: AbstractBaseUser, organizations: list[Organization]) -> Organization | None:
+    """Where a user starts when nothing is remembered: of their memberships, the one with the newest
+    flow execution (else the first by name); for a superuser who is a member of none, the organization
+    with the newest flow execution; else the first by name."""
+    if not organizations:
+        return None
+    if user.is_superuser:
+        member_ids = organization_ids_for_user(user)
+        members = [org for org in organizations if org.id in member_ids]
+    else:
+        members = organizations  # a user who is not a superuser sees only their memberships
+    candidates = members or organizations
+    return _with_newest_flow_execution(candidates) or candidates[0]
+
+
+def _with_newest_flow_execution(organizations: list[Organization]) -> Organization | None:
+    """Which of `organizations` has the most recent visible flow execution (None if none has any)."""
+    newest = (
+        visible_flow_executions()
+        .filter(organization=OuterRef("pk"))
+        .order_by("-created_at", "-id")
+        .values("created_at")[:1]
+    )
+    busiest = (
+        Organization.objects.filter(pk__in=[org.id for org in organizations])
+        .annotate(newest=Subquery(newest))
+        .filter(newest__isnull=False)
+        .order_by("-newest", "name")
+        .values_list("pk", flat=True)
+        .first()
+    )
+    return next((org for org in organizations if org.id == busiest), None)
 
 
 def _output_counts(flow_ids: list) -> dict:

@@ -13,7 +13,7 @@ from django.test import Client
 
 from flow_executions.lifecycle import Status
 from flow_executions.models import FlowExecution
-from superai_flow.organizations.models import Membership
+from superai_flow.organizations.models import Membership, Organization
 from task_outputs import live
 
 
@@ -132,6 +132,83 @@ def test_superusers_see_every_organization(client, org_a, org_b):
     page = text(client.get("/executions/"))
 
     assert "Org A" in page and "Org B" in page
+
+
+def shown(page: str):
+    """The organization the switcher says the page shows."""
+    return re.search(r'<option value="([^"]+)" selected>', page).group(1)
+
+
+@pytest.mark.django_db
+def test_a_superuser_starts_in_their_organization_with_data_not_the_first_by_name(client, make_flow):
+    # The report: `seed_demo`'s superuser, then `create_organization "Acme"`, landed on an empty Acme.
+    demo = Organization.objects.create(name="Demo")
+    user = User.objects.create_superuser("demo", password="x")
+    Membership.objects.create(organization=demo, user=user)
+    make_flow(demo, flow_name="document-ingest")
+    call_command("create_organization", "Acme", stdout=io.StringIO(), stderr=io.StringIO())
+    client.force_login(user)
+
+    page = text(client.get("/executions/"))
+
+    assert ">Acme<" in page and shown(page) == str(demo.id) and "document-ingest" in page
+
+
+def test_members_start_in_an_organization_with_data(browser, alice, org_a, make_flow):
+    busy = Organization.objects.create(name="Org Z")
+    Membership.objects.create(user=alice, organization=busy)
+    make_flow(busy, flow_name="z-flow")
+
+    assert shown(text(browser.get("/executions/"))) == str(busy.id)
+
+
+@pytest.mark.django_db
+def test_a_superuser_of_no_organization_starts_where_the_newest_execution_is(client, org_a, org_b, make_flow):
+    older, newer = make_flow(org_b, flow_name="b-flow"), make_flow(org_a, flow_name="a-flow")
+    FlowExecution.objects.filter(pk=older.pk).update(created_at=newer.created_at - timedelta(hours=1))
+    make_flow(org_b, flow_name="b-deleted", status=Status.DELETED)  # deleted rows are no data
+    Organization.objects.create(name="Acme")
+    client.force_login(User.objects.create_superuser("root", password="x"))
+
+    assert shown(text(client.get("/executions/"))) == str(org_a.id)
+
+
+def test_the_chosen_organization_is_remembered_on_the_next_visit(browser, alice, org_a, org_b, make_flow):
+    Membership.objects.create(user=alice, organization=org_b)
+    make_flow(org_b, flow_name="b-flow")  # where a first visit would start
+
+    chose = text(browser.get("/executions/", {"org": str(org_a.id)}))
+    again = text(browser.get("/executions/"))
+
+    assert shown(chose) == shown(again) == str(org_a.id) and "b-flow" not in again
+    assert browser.session["organization_id"] == str(org_a.id)
+
+
+def test_a_remembered_organization_the_user_may_no_longer_see_is_ignored(browser, alice, org_a, org_b, make_flow):
+    Membership.objects.create(user=alice, organization=org_b)
+    make_flow(org_b, flow_name="b-flow")
+    assert shown(text(browser.get("/executions/", {"org": str(org_b.id)}))) == str(org_b.id)
+    Membership.objects.filter(user=alice, organization=org_b).delete()
+
+    page = text(browser.get("/executions/"))
+
+    assert "b-flow" not in page and ">Org A<" in page and "Org B" not in page
+    assert browser.session["organization_id"] == str(org_a.id)
+
+
+@pytest.mark.parametrize("remembered", ["deleted", "not-a-uuid", ""])
+def test_a_remembered_organization_that_is_gone_or_garbled_is_ignored(browser, org_a, flow_a, remembered):
+    if remembered == "deleted":
+        gone = Organization.objects.create(name="Gone")
+        remembered = str(gone.id)
+        gone.delete()
+    session = browser.session
+    session["organization_id"] = remembered
+    session.save()
+
+    page = text(browser.get("/executions/"))
+
+    assert f'data-flow-id="{flow_a.id}"' in page and browser.session["organization_id"] == str(org_a.id)
 
 
 @pytest.mark.django_db
