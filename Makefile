@@ -5,8 +5,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# make serve's daphne processes: one per core with Redis, which carries live updates between them;
+# without it (the in-memory channel layer) a watcher only hears its own process, so one.
+WEB_CONCURRENCY ?= $(if $(REDIS_URL),$(shell nproc 2>/dev/null || echo 2),1)
+RUN_DIR ?= $(or $(SUPERAI_FLOW_VAR_DIR),var)/run
 
-.PHONY: run test lint format bench clean
+.PHONY: run serve migrate test lint format bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -23,6 +27,21 @@ run: $(STAMP)
 	$(BIN)/python manage.py seed_demo --base-url http://$(HOST):$(PORT)
 	@echo "Serving on http://$(HOST):$(PORT)/ (Ctrl-C stops)"
 	$(BIN)/daphne -b $(HOST) -p $(PORT) superai_flow.asgi:application
+
+# The production server (docs/operations.md): WEB_CONCURRENCY daphne processes on HOST:PORT under
+# supervisord, which restarts any that dies; no migrations (`make migrate` does them).
+serve: $(STAMP)
+	@$(BIN)/python manage.py migrate --check >/dev/null 2>&1 || \
+		{ echo "The database is not reachable or not migrated: run 'make migrate' first (docs/configuration.md)" >&2; exit 1; }
+	@if [ -z "$(REDIS_URL)" ] && [ "$(WEB_CONCURRENCY)" != 1 ]; then \
+		echo "WEB_CONCURRENCY=$(WEB_CONCURRENCY) needs REDIS_URL: without Redis, live updates do not cross processes" >&2; exit 1; fi
+	@mkdir -p $(RUN_DIR)
+	@echo "Serving on http://$(HOST):$(PORT)/ with $(WEB_CONCURRENCY) daphne process(es) (Ctrl-C stops)"
+	HOST=$(HOST) PORT=$(PORT) WEB_CONCURRENCY=$(WEB_CONCURRENCY) SUPERAI_FLOW_BIN=$(abspath $(BIN)) \
+		SUPERAI_FLOW_RUN_DIR=$(abspath $(RUN_DIR)) exec $(BIN)/supervisord -c superai_flow/supervisord.conf
+
+migrate: $(STAMP)
+	$(BIN)/python manage.py migrate --noinput $(if $(DATABASE_MIGRATION_URL),--database owner)
 
 test: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -1,0 +1,168 @@
+"""`make serve`: several daphne processes on one address under supervisord, as users run it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.e2e.servers import PROJECT_DIR, free_port, shared_database_url
+from tests.e2e.test_live import headers, new_flow, next_message, post_output, watch
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+
+class Serve:
+    """`make serve` with WEB_CONCURRENCY=2 on a free port, pointed at the test database and Redis."""
+
+    def __init__(self, tmp_path: Path):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "DATABASE_URL": shared_database_url(), "SUPERAI_FLOW_VAR_DIR": str(tmp_path)}
+        self.log = (tmp_path / "serve.log").open("w")
+        self.make = subprocess.Popen(
+            ["make", "-s", "serve", f"PORT={self.port}", "WEB_CONCURRENCY=2"],
+            cwd=PROJECT_DIR, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        self.log_path = tmp_path / "serve.log"
+
+    def output(self) -> str:
+        return self.log_path.read_text()
+
+    def wait_until_answering(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.make.poll() is None, self.output()
+            try:
+                if httpx.get(self.url + "/healthz", timeout=2).status_code == 200 and len(self.daphnes()) == 2:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError(f"make serve did not answer within {timeout} s:\n{self.output()}")
+
+    def supervisord(self) -> int:
+        (pid,) = children(self.make.pid)  # make's recipe execs supervisord
+        return pid
+
+    def daphnes(self) -> list[int]:
+        try:
+            return children(self.supervisord())
+        except ValueError:
+            return []
+
+    def stop(self) -> None:
+        """SIGTERM first, as a user would; then SIGKILL for whatever is left (supervisord's children
+        run in process groups of their own)."""
+        leftovers = self.daphnes()
+        if self.make.poll() is None:
+            with contextlib.suppress(ValueError, ProcessLookupError):
+                os.kill(self.supervisord(), signal.SIGTERM)
+            try:
+                self.make.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.make.pid, signal.SIGKILL)
+                self.make.wait()
+        for pid in leftovers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.log.close()
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat[stat.rindex(")") + 2 :].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def connections_per_process(pids: list[int], port: int) -> dict[int, int]:
+    """How many established TCP connections to `port` each process holds (from /proc, no tools needed)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01":
+                inodes.add(fields[9])
+    counts = {}
+    for pid in pids:
+        fds = Path(f"/proc/{pid}/fd")
+        counts[pid] = sum(1 for fd in fds.iterdir() if os.readlink(fd).removeprefix("socket:[").rstrip("]") in inodes)
+    return counts
+
+
+@pytest.fixture
+def serve(tmp_path):
+    server = Serve(tmp_path)
+    try:
+        server.wait_until_answering()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.mark.asyncio
+@pytest.mark.redis
+async def test_every_process_serves_and_live_messages_reach_watchers_on_each(serve, tenant):
+    flow_id = new_flow(serve, tenant)
+    sockets = [await watch(serve, tenant[1], f"/ws/flow-executions/{flow_id}/") for _ in range(24)]
+    try:
+        per_process = connections_per_process(serve.daphnes(), serve.port)
+        assert len(per_process) == 2 and all(per_process.values()), per_process  # both processes hold watchers
+
+        created = await asyncio.to_thread(post_output, serve, tenant, flow_id, "extract")
+
+        messages = await asyncio.gather(*(next_message(socket) for socket in sockets))
+    finally:
+        await asyncio.gather(*(socket.close() for socket in sockets))
+    assert {message["data"]["id"] for message in messages} == {created["id"]}
+
+
+@pytest.mark.redis
+def test_a_killed_process_is_restarted_and_the_address_keeps_answering(serve, tenant):
+    victim, survivor = serve.daphnes()
+    os.kill(victim, signal.SIGKILL)
+
+    with httpx.Client(base_url=serve.url, headers=headers(tenant[1]), timeout=10) as client:
+        answers = [client.get("/api/v1/flow-executions").status_code for _ in range(20)]
+    deadline = time.monotonic() + 30
+    while not (len(serve.daphnes()) == 2 and victim not in serve.daphnes()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+    assert answers == [200] * 20
+    assert survivor in serve.daphnes() and len(serve.daphnes()) == 2, serve.output()
+
+
+@pytest.mark.redis
+def test_sigterm_stops_every_process_cleanly(serve):
+    daphnes = serve.daphnes()
+    os.kill(serve.supervisord(), signal.SIGTERM)
+
+    assert serve.make.wait(timeout=40) == 0, serve.output()
+    assert not [pid for pid in daphnes if Path(f"/proc/{pid}").exists()]
+    with pytest.raises(httpx.TransportError):
+        httpx.get(serve.url + "/healthz", timeout=2)
+
+
+def test_serve_refuses_several_processes_without_redis(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    env.update(DATABASE_URL=shared_database_url(), SUPERAI_FLOW_VAR_DIR=str(tmp_path))
+
+    run = subprocess.run(["make", "-s", "serve", f"PORT={free_port()}", "WEB_CONCURRENCY=2"], cwd=PROJECT_DIR,
+                         env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+
+    assert run.returncode != 0
+    assert "WEB_CONCURRENCY=2 needs REDIS_URL" in run.stderr
