@@ -2,8 +2,9 @@
 
 Deploys a throwaway PostgreSQL database like production (bench/common.py: runtime role, row-level
 security), creates an organization and an API key with the management commands, starts daphne, then
-times N sequential creates, each followed by a baseline request (GET /healthz: daphne + Django + one
-query). Prints p50/p90/p99 and the ratio of create to baseline medians.
+times N sequential creates, each followed by a baseline request (GET /healthz: daphne + Django, no
+query; it made one `SELECT 1` before /readyz took the checks over). Prints p50/p90/p99 and the ratio
+of create to baseline medians.
 
     python bench/create_latency.py                 # 200 creates
     python bench/create_latency.py --requests 1000

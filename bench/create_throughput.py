@@ -236,8 +236,9 @@ def start_daphnes(env: dict[str, str], count: int, log_dir: Path, all_cpus: str)
 
 
 def wait_for_daphnes(port: int, processes: list[subprocess.Popen], logs: list[Path]) -> None:
-    """Until /healthz answers 200 and, with several processes sharing the socket (any of them may answer),
-    each has stopped using CPU for a moment: done importing, waiting in accept."""
+    """Until /readyz answers 200 (the database and the channel layer answer) and, with several processes
+    sharing the socket (any of them may answer), each has stopped using CPU for a moment: done importing,
+    waiting in accept."""
     deadline = time.monotonic() + START_SECONDS
     while True:
         for process, log in zip(processes, logs, strict=True):
@@ -246,7 +247,7 @@ def wait_for_daphnes(port: int, processes: list[subprocess.Popen], logs: list[Pa
                     f"daphne exited with {process.returncode}:\n{log.read_text(errors='replace')[-3000:]}"
                 )
         with contextlib.suppress(httpx.TransportError):
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code == 200:
                 break
         if time.monotonic() > deadline:
             raise RuntimeError(f"daphne did not answer within {START_SECONDS} s:\n{logs[0].read_text()[-3000:]}")

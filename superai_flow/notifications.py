@@ -104,7 +104,7 @@ class Dispatcher:
             self._thread = None
 
     def snapshot(self) -> dict[str, int]:
-        """Counters for /healthz; `queued` is what is neither sent nor dropped yet, the batch being sent included."""
+        """Counters for /readyz; `queued` is what is neither sent nor dropped yet, the batch being sent included."""
         queued = (self._queue.qsize() if self._queue is not None else 0) + len(self._current)
         return {"queued": queued, **{k: self.counters[k] for k in ("sent", "retried", "dropped")}}
 

@@ -49,7 +49,7 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 # --- Serving over HTTPS (production; docs/security.md) ---------------------------------------------
 HTTPS = env_bool("HTTPS", False)  # set when users reach the service over https:// only
 SECURE_SSL_REDIRECT = HTTPS
-SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # load balancers probe over plain HTTP
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]  # load balancers probe over plain HTTP
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = HTTPS
 if env_bool("TRUST_X_FORWARDED_PROTO", False):  # only behind a proxy that sets the header itself
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

@@ -1,4 +1,4 @@
-"""URL routes: the REST API under /api/v1/, pages, sign-in, admin and a health check."""
+"""URL routes: the REST API under /api/v1/, pages, sign-in, admin and the health endpoints."""
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
@@ -16,6 +16,7 @@ api_v1 = [
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.health, name="health"),
+    path("readyz", views.ready, name="ready"),
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", include("task_outputs.urls")),

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import socket
 import time
 import uuid
+from unittest.mock import ANY
 
 import httpx
 import pytest
@@ -72,12 +74,45 @@ def test_an_unreachable_database_answers_503():
     dead = "postgres://postgres@127.0.0.1:1/nothing"
     with DaphneServer(DATABASE_URL=dead, DB_POOL_TIMEOUT="1", DB_CONNECT_TIMEOUT="1") as server:
         response = httpx.get(server.url + "/api/v1/task-outputs", headers={"Authorization": "Bearer sfk_" + "a" * 43})
-        health = httpx.get(server.url + "/healthz")
+        alive = httpx.get(server.url + "/healthz")
+        ready = httpx.get(server.url + "/readyz")
 
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "service_unavailable"
     assert response.headers["Retry-After"] == "5"
-    assert health.status_code == 503
+    assert alive.status_code == 200 and alive.json() == {"status": "ok"}  # alive: nothing to restart
+    assert ready.status_code == 503 and ready.json()["status"] == "unavailable"  # out of rotation
+    assert ready.json()["checks"]["database"]["ok"] is False and ready.json()["checks"]["database"]["error"]
+    assert ready.json()["checks"]["channel_layer"]["ok"] is True
+
+
+def test_a_hung_database_answers_readyz_503_within_its_timeout():
+    """A database that accepts connections and never answers: /readyz gives up after 2 s."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        hung = f"postgres://postgres@127.0.0.1:{silent.getsockname()[1]}/nothing"
+        with DaphneServer(DATABASE_URL=hung) as server:
+            alive = httpx.get(server.url + "/healthz", timeout=1)
+            started = time.monotonic()
+            ready = httpx.get(server.url + "/readyz", timeout=10)
+            took = time.monotonic() - started
+
+    assert alive.status_code == 200
+    assert ready.status_code == 503 and took < 4  # 2 s, where the pool alone would wait 5 (DB_POOL_TIMEOUT)
+    assert ready.json()["checks"]["database"] == {"ok": False, "ms": ANY, "error": "no answer within 2 s"}
+
+
+def test_the_health_endpoints_answer_over_http(daphne_server):
+    alive = httpx.get(daphne_server.url + "/healthz")
+    ready = httpx.get(daphne_server.url + "/readyz")
+
+    assert alive.status_code == 200 and alive.json() == {"status": "ok"}
+    assert ready.status_code == 200, ready.text
+    assert {name: check["ok"] for name, check in ready.json()["checks"].items()} == {
+        "database": True,
+        "channel_layer": True,
+    }
 
 
 def test_every_execution_endpoint_answers_over_http(api):
