@@ -133,9 +133,12 @@ CLOSE_FORBIDDEN = 4403
 
 @dataclass(frozen=True)
 class WebSocketCaller:
-    """Who opened a WebSocket: the organizations they may watch (None: every organization)."""
+    """Who opened a WebSocket: the organizations they may watch (None: every organization), and the
+    API key or user whose credentials keep it open (superai_flow.credential_watch)."""
 
     organization_ids: frozenset[uuid.UUID] | None
+    api_key_id: uuid.UUID | None = None
+    user_id: int | None = None
 
 
 async def websocket_caller(scope) -> WebSocketCaller | int:
@@ -155,7 +158,7 @@ async def websocket_caller(scope) -> WebSocketCaller | int:
             return CLOSE_NOT_AUTHENTICATED
         if not api_key.can_read:
             return CLOSE_FORBIDDEN
-        return WebSocketCaller(frozenset({api_key.organization_id}))
+        return WebSocketCaller(frozenset({api_key.organization_id}), api_key_id=api_key.pk)
     user = scope.get("user")
     if user is None or not user.is_authenticated:
         return CLOSE_NOT_AUTHENTICATED
@@ -163,8 +166,8 @@ async def websocket_caller(scope) -> WebSocketCaller | int:
     if origin is None or not _origin_validator.valid_origin(urlparse(origin.decode("latin-1"))):
         return CLOSE_FORBIDDEN
     if user.is_superuser:
-        return WebSocketCaller(None)
-    return WebSocketCaller(await database_sync_to_async(organization_ids_for_user)(user))
+        return WebSocketCaller(None, user_id=user.pk)
+    return WebSocketCaller(await database_sync_to_async(organization_ids_for_user)(user), user_id=user.pk)
 
 
 class _AllowedHostsOrigins(OriginValidator):

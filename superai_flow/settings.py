@@ -211,6 +211,9 @@ LIVE_CURSOR_GRACE_SECONDS = env_int("LIVE_CURSOR_GRACE_SECONDS", NOTIFY_MAX_AGE_
 WS_HEARTBEAT_SECONDS = env_int("WS_HEARTBEAT_SECONDS", 25, minimum=1)
 # A resume that would replay more task outputs than this gets {"type": "resync_required"} instead.
 WS_MAX_REPLAY = env_int("WS_MAX_REPLAY", 10_000, minimum=1)
+# How often each process checks the credentials of its open WebSockets (superai_flow.credential_watch):
+# a revoked key or a removed member loses their feeds within this, and the contract allows 5 s.
+WS_CREDENTIAL_CHECK_SECONDS = env_int("WS_CREDENTIAL_CHECK_SECONDS", 2, minimum=1, maximum=4)
 
 # --- Auth, i18n, static ---------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

@@ -24,6 +24,7 @@ from django.db.models import QuerySet
 
 from flow_executions.lifecycle import Status
 from flow_executions.models import FlowExecution
+from superai_flow import credential_watch
 from superai_flow.authentication import CLOSE_FORBIDDEN, WebSocketCaller, websocket_caller
 from superai_flow.json_queries import JSONArrayContainsAll
 from superai_flow.notifications import flow_group, summary_group
@@ -81,8 +82,10 @@ class LiveFeedConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_TRY_AGAIN_LATER)
             return
         self.heartbeat = asyncio.create_task(self._beat())
+        credential_watch.watch(self)
 
     async def disconnect(self, code: int) -> None:
+        credential_watch.unwatch(self)
         if self.heartbeat is not None:
             self.heartbeat.cancel()
         for group in self.joined:
@@ -150,6 +153,10 @@ class LiveFeedConsumer(AsyncWebsocketConsumer):
     async def open_feed(self, caller: WebSocketCaller) -> tuple[str, ...] | int:
         raise NotImplementedError
 
+    def watched_organization_ids(self) -> frozenset[uuid.UUID]:
+        """The organizations whose outputs this feed shows: its caller must keep the right to see them."""
+        raise NotImplementedError
+
     def replay_rows(self) -> QuerySet[TaskOutput]:
         raise NotImplementedError
 
@@ -175,6 +182,9 @@ class FlowExecutionFeedConsumer(LiveFeedConsumer):
             flows = flows.filter(organization_id__in=caller.organization_ids)
         with self.scoped():
             return flows.filter(pk=pk).first()
+
+    def watched_organization_ids(self) -> frozenset[uuid.UUID]:
+        return frozenset({self.flow_execution.organization_id})
 
     def replay_rows(self) -> QuerySet[TaskOutput]:
         return TaskOutput.objects.filter(
@@ -219,6 +229,9 @@ class SummaryFeedConsumer(LiveFeedConsumer):
             return organization_ids
         self.organization_ids = organization_ids
         return tuple(summary_group(pk) for pk in sorted(map(str, organization_ids)))
+
+    def watched_organization_ids(self) -> frozenset[uuid.UUID]:
+        return self.organization_ids
 
     def _organizations(self, caller: WebSocketCaller, requested: list[str]) -> frozenset[uuid.UUID] | int:
         with self.scoped():

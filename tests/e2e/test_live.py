@@ -8,11 +8,16 @@ import random
 import signal
 import subprocess
 import threading
+import time
 
 import httpx
 import pytest
+from channels.db import database_sync_to_async
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
+from superai_flow.organizations.models import APIKey
+from superai_flow.organizations.services import api_key_revoke
 from tests.e2e.servers import DaphneServer, RedisServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
@@ -171,3 +176,18 @@ async def test_notifications_still_queued_at_shutdown_are_sent(tenant):
 
         assert leaving.process.wait(timeout=20) == 0
         assert "Sending" in leaving.output() and "queued notifications before exit" in leaving.output()
+
+
+async def test_a_key_revoked_while_its_socket_is_open_closes_it_within_5_seconds(daphne_server, tenant):
+    flow_id = new_flow(daphne_server, tenant)
+    async with watch(daphne_server, tenant[1], f"/ws/flow-executions/{flow_id}/") as socket:
+        await database_sync_to_async(
+            lambda: api_key_revoke(api_key=APIKey.objects.get(organization_id=tenant[0]))
+        )()  # by this process: the server learns it from the database alone
+        revoked = time.monotonic()
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                await asyncio.wait_for(socket.recv(), 6)
+
+    assert closed.value.rcvd.code == 4401
+    assert time.monotonic() - revoked < 5

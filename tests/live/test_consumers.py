@@ -220,6 +220,58 @@ async def test_a_session_sees_only_its_organizations(flow_b, signed_in_cookie):
     assert await close_code(communicator(path, headers=[signed_in_cookie, origin])) == 4403
 
 
+# --- Credentials withdrawn while a socket is open (superai_flow.credential_watch) ---------------
+
+
+@pytest.fixture
+def quick_credential_checks(settings):
+    settings.WS_CREDENTIAL_CHECK_SECONDS = 0.2
+
+
+async def closed_with(socket, timeout: float = 5) -> int:
+    """The code the server closes an open socket with, skipping what it sent before."""
+    while (event := await socket.receive_output(timeout=timeout))["type"] != "websocket.close":
+        pass
+    return event["code"]
+
+
+async def test_a_key_revoked_while_its_sockets_are_open_closes_them_with_4401(
+    quick_credential_checks, dispatcher, flow_a, org_a, key_a
+):
+    sockets = [await open_socket(flow_path(flow_a), key=key_a), await open_socket(SUMMARIES, key=key_a)]
+    other_key = (await database_sync_to_async(api_key_create)(organization=org_a, name="other"))[1]
+    kept = await open_socket(flow_path(flow_a), key=other_key)
+
+    await database_sync_to_async(lambda: api_key_revoke(api_key=APIKey.objects.get(name="worker-a")))()
+
+    assert [await closed_with(socket) for socket in sockets] == [4401, 4401]
+    assert await kept.receive_nothing(timeout=0.5)  # another key of the same organization keeps its feed
+    output = await create_output(flow_a)
+    assert (await next_message(kept))["data"]["id"] == str(output.id)
+    await kept.disconnect()
+
+
+async def test_a_member_removed_from_the_organization_loses_its_feeds_with_4403(
+    quick_credential_checks, dispatcher, flow_a, org_a, signed_in_cookie
+):
+    origin = (b"origin", b"http://localhost")
+    sockets = [await open_socket(path, headers=[signed_in_cookie, origin]) for path in (flow_path(flow_a), SUMMARIES)]
+
+    await database_sync_to_async(lambda: Membership.objects.filter(organization=org_a).delete())()
+
+    assert [await closed_with(socket) for socket in sockets] == [4403, 4403]
+
+
+async def test_a_deactivated_user_loses_its_feeds_with_4401(
+    quick_credential_checks, dispatcher, flow_a, signed_in_cookie
+):
+    socket = await open_socket(flow_path(flow_a), headers=[signed_in_cookie, (b"origin", b"http://localhost")])
+
+    await database_sync_to_async(lambda: User.objects.filter(username="alice").update(is_active=False))()
+
+    assert await closed_with(socket) == 4401
+
+
 @pytest.mark.parametrize(
     "query",
     ["?status=nope", "?colour=red", f"?organization_id={uuid.uuid4()}x", "?organization_id=a&organization_id=b"],
