@@ -2,17 +2,13 @@
 the owning role, served by a runtime role under row-level security), and daphne processes on it.
 
 The database lives on the shared server (SERVER) unless a benchmark gives `Deployment(server=...)`,
-e.g. the address of a `PrivatePostgres` instance of its own."""
+e.g. the address of a `PrivatePostgres` instance of its own (tests/e2e/servers.py)."""
 
 from __future__ import annotations
 
 import os
-import pwd
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -20,7 +16,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.e2e.servers import PROJECT_DIR, free_port
+from tests.e2e.servers import PROJECT_DIR, PrivatePostgres, free_port  # noqa: F401 (PrivatePostgres: for benchmarks)
 
 SERVER = "127.0.0.1:5432"  # the shared PostgreSQL; superuser "postgres", no password on loopback
 RUNTIME_ROLE = "superai_flow_bench"
@@ -106,116 +102,6 @@ class Deployment:
             process.terminate()
             process.wait(timeout=30)
         psql("postgres", f"DROP DATABASE IF EXISTS {self.database} WITH (FORCE)", server=self.server)
-
-
-def postgres_binary(name: str) -> str:
-    """The absolute path of a PostgreSQL server program (initdb, pg_ctl): on PATH, else Debian's."""
-    found = shutil.which(name)
-    if found:
-        return found
-    for directory in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
-        if (directory / name).exists():
-            return str(directory / name)
-    raise RuntimeError(f"{name} not found: install PostgreSQL's server programs")
-
-
-class PrivatePostgres:
-    """`with PrivatePostgres(cpus="0") as pg:` a PostgreSQL instance of its own, for benchmarks that must
-    count its CPU: initdb into a temporary directory (trust authentication, superuser "postgres", fsync
-    on), listening on 127.0.0.1 on a free port with its unix socket in that directory, started with
-    `pg_ctl` pinned to `cpus` (None: not pinned). On exit (also after an error or Ctrl-C) it is stopped
-    and its directory deleted. PostgreSQL refuses to run as root: as root it runs as the OS user
-    "postgres", which then owns the directory. `Deployment(server=pg.server)` deploys on it."""
-
-    def __init__(self, *, cpus: str | None = "0", settings: dict[str, str] | None = None):
-        self.port = free_port()
-        self.server = f"127.0.0.1:{self.port}"
-        self.cpus = cpus
-        self.settings = settings or {}
-        self.dir: Path | None = None
-        self.postmaster_pid: int | None = None
-
-    @property
-    def data(self) -> Path:
-        assert self.dir is not None
-        return self.dir / "data"
-
-    def _command(self, *command: str) -> list[str]:
-        """`command` as the user that owns the instance (the OS user "postgres" when we are root)."""
-        if os.geteuid() == 0:
-            return ["runuser", "-u", "postgres", "--", *command]
-        return list(command)
-
-    def _run(self, command: list[str], timeout: float = 120) -> None:
-        run = subprocess.run(command, cwd=self.dir, capture_output=True, text=True, timeout=timeout,
-                             start_new_session=True)  # fmt: skip
-        if run.returncode:
-            log = self.dir / "postgres.log" if self.dir else None
-            tail = log.read_text(errors="replace")[-2000:] if log and log.exists() else ""
-            raise RuntimeError(f"{' '.join(command)} failed:\n{run.stdout}{run.stderr}{tail}")
-
-    def __enter__(self) -> PrivatePostgres:
-        self.dir = Path(tempfile.mkdtemp(prefix="superai-bench-pg-"))
-        try:
-            if os.geteuid() == 0:
-                owner = pwd.getpwnam("postgres")
-                os.chown(self.dir, owner.pw_uid, owner.pw_gid)
-            self._run(self._command(postgres_binary("initdb"), "-D", str(self.data), "-U", "postgres",
-                                    "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"))  # fmt: skip
-            settings = {
-                "listen_addresses": "127.0.0.1",
-                "port": str(self.port),
-                "unix_socket_directories": str(self.dir),
-                **self.settings,
-            }
-            options = " ".join(f"-c {name}={value}" for name, value in settings.items())
-            pg_ctl = [postgres_binary("pg_ctl"), "-D", str(self.data), "-l", str(self.dir / "postgres.log")]
-            pin = ["taskset", "-c", self.cpus] if self.cpus is not None else []
-            self._run([*pin, *self._command(*pg_ctl, "-o", options, "-w", "-t", "60", "start")])
-            self.postmaster_pid = int((self.data / "postmaster.pid").read_text().split()[0])
-        except BaseException:
-            self.__exit__()
-            raise
-        return self
-
-    def processes(self) -> list[int]:
-        """The pids of the instance: the postmaster and its children (backends, background workers)."""
-        if self.postmaster_pid is None:
-            return []
-        children = [pid for pid, ppid in process_parents().items() if ppid == self.postmaster_pid]
-        return [self.postmaster_pid, *children]
-
-    def __exit__(self, *exc) -> None:
-        if self.dir is None:
-            return
-        if (self.data / "postmaster.pid").exists():
-            try:
-                stop = [postgres_binary("pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "-t", "30", "stop"]
-                subprocess.run(self._command(*stop), cwd=self.dir, capture_output=True, timeout=60,
-                               start_new_session=True)  # fmt: skip
-            except subprocess.TimeoutExpired:
-                pass
-            if self.postmaster_pid is not None and (self.data / "postmaster.pid").exists():
-                try:
-                    os.kill(self.postmaster_pid, signal.SIGQUIT)  # immediate shutdown
-                    time.sleep(2)
-                except ProcessLookupError:
-                    pass
-        shutil.rmtree(self.dir, ignore_errors=True)
-        self.dir = None
-
-
-def process_parents() -> dict[int, int]:
-    """pid -> parent pid of every process on the machine (from /proc/<pid>/stat)."""
-    parents = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            parents[int(entry)] = int(stat[stat.rindex(")") + 2 :].split()[1])
-    return parents
 
 
 def percentile(samples: list[float], fraction: float) -> float:

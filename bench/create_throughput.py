@@ -2,7 +2,7 @@
 
 Everything runs on this machine, on loopback, and is deleted at the end (also after an error or Ctrl-C):
 
-- PostgreSQL: a private instance (bench/common.py `PrivatePostgres`: initdb into a temporary directory,
+- PostgreSQL: a private instance (tests/e2e/servers.py `PrivatePostgres`: initdb into a temporary directory,
   its own port, trust authentication, fsync on), pinned to CPU 0, deployed like production (`Deployment`:
   migrated by the owner, served by a runtime role under row-level security).
 - Redis: a private redis-server on a free port, pinned to CPU 0 (channel layer and cache, as in

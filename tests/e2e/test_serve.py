@@ -20,12 +20,12 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
 class Serve:
-    """`make serve` with WEB_CONCURRENCY=2 on a free port, pointed at the test database and Redis."""
+    """`make serve` with WEB_CONCURRENCY=2 on a free port, pointed at the test database and Redis (or `env`'s)."""
 
-    def __init__(self, tmp_path: Path):
+    def __init__(self, tmp_path: Path, **env: str):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "DATABASE_URL": shared_database_url(), "SUPERAI_FLOW_VAR_DIR": str(tmp_path)}
+        env = {**os.environ, "DATABASE_URL": shared_database_url(), "SUPERAI_FLOW_VAR_DIR": str(tmp_path), **env}
         self.log = (tmp_path / "serve.log").open("w")
         self.make = subprocess.Popen(
             ["make", "-s", "serve", f"PORT={self.port}", "WEB_CONCURRENCY=2"],

@@ -1,0 +1,167 @@
+"""Faults under load, against `make serve`'s processes: a PostgreSQL of the test's own is stopped and
+restarted, a server process is killed. Workers retry with their own ids, as the README tells them to;
+an acknowledged create must never be lost, and a 201 never given for a row that is not stored."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import httpx
+import pytest
+
+from tests.e2e.servers import PROJECT_DIR, PrivatePostgres
+from tests.e2e.test_serve import Serve
+
+pytestmark = [pytest.mark.e2e, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
+
+POOL_TIMEOUT = 2  # DB_POOL_TIMEOUT of the servers: a 503 must come within this plus one second
+
+
+@dataclass
+class Load:
+    """Workers creating task outputs with their own ids, retrying each until it is acknowledged."""
+
+    url: str
+    key: str
+    organization_id: str
+    flow_id: str
+    acknowledged: set[str] = field(default_factory=set)
+    statuses: dict[int, int] = field(default_factory=dict)
+    slowest_503: float = 0.0
+    transport_errors: int = 0
+    stop: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def worker(self) -> None:
+        body = {"organization_id": self.organization_id, "flow_execution_id": self.flow_id, "task_name": "load",
+                "summary": {"n": 1}}  # fmt: skip
+        headers = {"Authorization": f"Bearer {self.key}"}
+        output_id = str(uuid.uuid4())
+        while not self.stop.is_set():
+            started = time.monotonic()
+            try:  # a new connection each time, so that every server process gets some
+                response = httpx.post(f"{self.url}/api/v1/task-outputs", json={**body, "id": output_id},
+                                      headers=headers, timeout=10)  # fmt: skip
+            except httpx.TransportError:
+                with self.lock:
+                    self.transport_errors += 1
+                time.sleep(0.05)
+                continue
+            elapsed = time.monotonic() - started
+            with self.lock:
+                self.statuses[response.status_code] = self.statuses.get(response.status_code, 0) + 1
+                if response.status_code in (200, 201):
+                    self.acknowledged.add(output_id)
+                elif response.status_code == 503:
+                    assert response.json()["error"]["code"] == "service_unavailable"
+                    self.slowest_503 = max(self.slowest_503, elapsed)
+            if response.status_code in (200, 201):
+                output_id = str(uuid.uuid4())
+            else:
+                time.sleep(0.1)
+
+    def run(self, during, workers: int = 4) -> None:
+        threads = [threading.Thread(target=self.worker) for _ in range(workers)]
+        for thread in threads:
+            thread.start()
+        try:
+            during()
+        finally:
+            self.stop.set()
+            for thread in threads:
+                thread.join(timeout=30)
+
+
+def manage(env: dict[str, str], *args: str) -> str:
+    run = subprocess.run([sys.executable, "manage.py", *args], cwd=PROJECT_DIR, env=env, capture_output=True,
+                         text=True, timeout=120)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    return run.stdout.strip().splitlines()[-1]
+
+
+def psql(pg: PrivatePostgres, sql: str) -> list[str]:
+    host, port = pg.server.split(":")
+    run = subprocess.run(["psql", "-h", host, "-p", port, "-U", "postgres", "-d", "faults", "-XAtc", sql],
+                         capture_output=True, text=True, check=True)  # fmt: skip
+    return run.stdout.split()
+
+
+@pytest.fixture
+def private_deployment(tmp_path):
+    """A PostgreSQL of this test's own, deployed as production is (owner migrates, runtime role serves),
+    with an organization, its key and a flow execution; and `make serve` on it."""
+    with PrivatePostgres(cpus=None) as pg:
+        host, port = pg.server.split(":")
+        for sql in ("CREATE DATABASE faults", "CREATE ROLE runtime LOGIN"):
+            subprocess.run(["psql", "-h", host, "-p", port, "-U", "postgres", "-XAtc", sql], check=True)
+        env = {
+            **os.environ,
+            "DATABASE_URL": f"postgres://runtime@{pg.server}/faults",
+            "DATABASE_MIGRATION_URL": f"postgres://postgres@{pg.server}/faults",
+        }
+        manage(env, "migrate", "--database", "owner", "--noinput")
+        organization_id = manage(env, "create_organization", "faults")
+        key = manage(env, "create_api_key", organization_id, "--name", "faults")
+        serve = Serve(tmp_path, DATABASE_URL=env["DATABASE_URL"], DB_POOL_TIMEOUT=str(POOL_TIMEOUT))
+        try:
+            serve.wait_until_answering()
+            flow = httpx.post(f"{serve.url}/api/v1/flow-executions", headers={"Authorization": f"Bearer {key}"},
+                              json={"organization_id": organization_id, "flow_name": "faults"}, timeout=10)  # fmt: skip
+            assert flow.status_code == 201, flow.text
+            yield pg, serve, Load(serve.url, key, organization_id, flow.json()["id"])
+        finally:
+            serve.stop()
+
+
+def stored_ids(pg: PrivatePostgres) -> set[str]:
+    return set(psql(pg, "SELECT id FROM task_outputs_taskoutput"))
+
+
+def test_a_postgres_outage_under_load_answers_503_in_time_and_loses_nothing(private_deployment):
+    pg, serve, load = private_deployment
+
+    def outage() -> None:
+        time.sleep(2)
+        pg.stop()
+        time.sleep(4)
+        pg.start()
+        time.sleep(6)
+
+    load.run(outage)
+    stored = stored_ids(pg)
+
+    assert set(load.statuses) <= {200, 201, 503}, load.statuses  # never a 500
+    assert load.statuses.get(503), "the outage was not seen"
+    assert load.slowest_503 <= POOL_TIMEOUT + 1, load.slowest_503
+    assert load.acknowledged <= stored  # no 201 for a row that is not stored
+    assert len(load.acknowledged) > 20
+    # Recovered without a restart: creates succeed again.
+    after = httpx.post(f"{serve.url}/api/v1/task-outputs", headers={"Authorization": f"Bearer {load.key}"},
+                       json={"organization_id": load.organization_id, "flow_execution_id": load.flow_id,
+                             "task_name": "after", "summary": {}}, timeout=10)  # fmt: skip
+    assert after.status_code == 201, after.text
+
+
+def test_a_killed_server_process_under_load_loses_no_acknowledged_create(private_deployment):
+    pg, serve, load = private_deployment
+    victim = serve.daphnes()[0]
+
+    def kill() -> None:
+        time.sleep(2)
+        os.kill(victim, signal.SIGKILL)
+        time.sleep(5)
+
+    load.run(kill)
+    stored = stored_ids(pg)
+
+    assert set(load.statuses) <= {200, 201}, load.statuses
+    assert load.acknowledged <= stored
+    assert len(load.acknowledged) > 20
+    assert victim not in serve.daphnes() and len(serve.daphnes()) == 2, serve.output()
