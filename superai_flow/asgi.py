@@ -8,7 +8,12 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "superai_flow.settings")
 # Django must be set up before anything imports models (handlers, routing, consumers).
 django.setup(set_prefix=False)
 
-from superai_flow.handlers import ASGIHandler, pass_request_bodies_through, settle_garbage_collector  # noqa: E402
+from superai_flow.handlers import (  # noqa: E402
+    ASGIHandler,
+    drain_before_shutdown,
+    pass_request_bodies_through,
+    settle_garbage_collector,
+)
 
 django_asgi_app = ASGIHandler()
 
@@ -30,4 +35,5 @@ application = AttachDispatcher(
 )
 
 pass_request_bodies_through()
+drain_before_shutdown()
 settle_garbage_collector()

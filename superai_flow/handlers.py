@@ -16,6 +16,8 @@ import asyncio
 import contextvars
 import functools
 import gc
+import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
@@ -24,6 +26,8 @@ from django.core.exceptions import RequestAborted
 from django.core.handlers import asgi, base
 from django.http import FileResponse
 from django.urls import get_resolver, set_script_prefix
+
+logger = logging.getLogger(__name__)
 
 
 class ASGIHandler(asgi.ASGIHandler):
@@ -92,6 +96,62 @@ def pass_request_bodies_through() -> None:
             super().__init__(*args, parsePOSTFormSubmission=False, **kwargs)
 
     http_protocol.WebRequest = WebRequest
+
+
+def drain_before_shutdown() -> None:
+    """On SIGTERM, let daphne finish the HTTP requests in flight before it cancels what is left.
+
+    daphne cancels every application instance as soon as shutdown begins, so a request being served
+    when a process manager stops the server was cut off. Now the process first stops accepting
+    connections (the others sharing the socket take them), then waits up to SERVER_DRAIN_SECONDS for
+    its HTTP requests to be answered, and only then lets daphne close the rest (WebSockets, which
+    clients resume elsewhere). daphne registers `Server.kill_all_applications` for shutdown when it
+    starts, after importing the application; wrapping it here takes effect for that registration.
+    """
+    from daphne import http_protocol
+    from daphne import server as daphne_server
+    from twisted.internet import defer, reactor, tcp
+
+    cancel_the_rest = daphne_server.Server.kill_all_applications
+    if getattr(cancel_the_rest, "drains", False):
+        return
+
+    def kill_all_applications(self):
+        for reader in reactor.getReaders():
+            if isinstance(reader, tcp.Port):
+                reader.stopListening()
+        deadline = time.monotonic() + settings.SERVER_DRAIN_SECONDS
+
+        def answering() -> int:
+            return sum(
+                1
+                for protocol, details in list(self.connections.items())
+                if isinstance(protocol, http_protocol.WebRequest)
+                and not details.get("application_instance", _DONE).done()
+            )
+
+        async def drain() -> None:
+            pending = answering()
+            if pending:
+                logger.info("Shutting down: finishing %d request(s) in flight", pending)
+            while answering() and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+
+        drained = defer.Deferred.fromFuture(asyncio.ensure_future(drain()))
+        drained.addBoth(lambda _: cancel_the_rest(self))
+        return drained
+
+    kill_all_applications.drains = True
+    daphne_server.Server.kill_all_applications = kill_all_applications
+
+
+class _Done:
+    @staticmethod
+    def done() -> bool:
+        return True
+
+
+_DONE = _Done()
 
 
 def settle_garbage_collector() -> None:

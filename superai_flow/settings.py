@@ -160,6 +160,10 @@ GC_THRESHOLD_0 = env_int("GC_THRESHOLD_0", 10_000, minimum=100)
 # Few: request work is CPU-bound, and every extra thread competes with the event loop (WebSockets, the
 # notification dispatcher, reading and writing HTTP) for the interpreter lock. docs/performance.md.
 SERVER_THREADS = env_int("SERVER_THREADS", 2, minimum=1)
+# On SIGTERM a server process stops accepting connections and waits up to this long for the requests
+# it is answering before it closes the rest (superai_flow.handlers.drain_before_shutdown). Keep it
+# under the process manager's stop timeout (supervisord.conf's stopwaitsecs: 20).
+SERVER_DRAIN_SECONDS = env_int("SERVER_DRAIN_SECONDS", 15, minimum=0)
 # Migrations run as the role that owns the tables; the service runs as one that does not (row-level
 # security holds even for owners here, but only a non-owner cannot switch it off). See docs/security.md.
 DATABASE_MIGRATION_URL = env_str("DATABASE_MIGRATION_URL") or None

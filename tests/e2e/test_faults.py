@@ -165,3 +165,35 @@ def test_a_killed_server_process_under_load_loses_no_acknowledged_create(private
     assert load.acknowledged <= stored
     assert len(load.acknowledged) > 20
     assert victim not in serve.daphnes() and len(serve.daphnes()) == 2, serve.output()
+
+
+def test_sigterm_lets_the_requests_in_flight_finish(private_deployment):
+    pg, serve, load = private_deployment
+    host, port = pg.server.split(":")
+    # A session that holds the task outputs' table, so that a create is in flight until it lets go.
+    locker = subprocess.Popen(["psql", "-h", host, "-p", port, "-U", "postgres", "-d", "faults", "-X", "-q"],
+                              stdin=subprocess.PIPE, text=True)  # fmt: skip
+    locker.stdin.write("BEGIN; LOCK TABLE task_outputs_taskoutput IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(3);\n")
+    locker.stdin.flush()
+    time.sleep(0.5)
+    answer: dict = {}
+    body = {"organization_id": load.organization_id, "flow_execution_id": load.flow_id, "task_name": "in-flight",
+            "summary": {}}  # fmt: skip
+
+    def create() -> None:
+        answer["response"] = httpx.post(f"{serve.url}/api/v1/task-outputs", json=body, timeout=30,
+                                        headers={"Authorization": f"Bearer {load.key}"})  # fmt: skip
+
+    client = threading.Thread(target=create)
+    client.start()
+    time.sleep(1)  # the create now waits for the lock
+    os.kill(serve.supervisord(), signal.SIGTERM)
+    locker.stdin.write("COMMIT;\n")
+    locker.stdin.close()
+    client.join(timeout=30)
+    locker.wait(timeout=30)
+
+    assert answer["response"].status_code == 201, answer["response"].text
+    assert answer["response"].json()["id"] in stored_ids(pg)
+    assert serve.make.wait(timeout=40) == 0, serve.output()
+    assert "finishing 1 request(s) in flight" in serve.output()
