@@ -7,6 +7,7 @@ pass sets SUPERAI_FLOW_FORBID_SKIPS=1, which turns any skip into a failure.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,7 +22,7 @@ from superai_flow.organizations.services import api_key_create
 from superai_flow.tenancy import grant_runtime_privileges
 from task_outputs.models import TaskOutput
 from task_outputs.services import task_output_create
-from tests.helpers import bearer_client
+from tests.helpers import bearer_client, drop_role, throwaway_name
 
 
 def pytest_runtest_setup(item):
@@ -44,22 +45,25 @@ def pytest_sessionfinish(session, exitstatus):
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
-# The role the service runs as in production, for tests that must hold under row-level security.
-RUNTIME_ROLE = "superai_flow_runtime_test"
-
-
 @pytest.fixture(scope="session")
-def runtime_role(django_db_setup, django_db_blocker) -> str | None:
+def runtime_role(django_db_setup, django_db_blocker) -> Iterator[str | None]:
     """On PostgreSQL: a role like production's (no SUPERUSER, no BYPASSRLS, owns nothing), with the
-    privileges migrations grant. None on SQLite."""
+    privileges migrations grant, for tests that must hold under row-level security. None on SQLite.
+
+    A fresh role for each run (runs that share a server never meet), dropped at the end of the session
+    with everything granted to it in the test database, which still exists then."""
     if connection.vendor != "postgresql":
-        return None
-    with django_db_blocker.unblock(), connection.cursor() as cursor:
-        cursor.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [RUNTIME_ROLE])
-        if cursor.fetchone() is None:
-            cursor.execute(f'CREATE ROLE "{RUNTIME_ROLE}" LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE')
-        grant_runtime_privileges(RUNTIME_ROLE)
-    return RUNTIME_ROLE
+        yield None
+        return
+    role = throwaway_name("runtime")
+    owner_settings = dict(connection.settings_dict)  # the test database's, as the superuser who made it
+    try:
+        with django_db_blocker.unblock(), connection.cursor() as cursor:
+            cursor.execute(f'CREATE ROLE "{role}" LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE')
+            grant_runtime_privileges(role)
+        yield role
+    finally:
+        drop_role(owner_settings, role, databases=(owner_settings["NAME"],))
 
 
 @pytest.fixture(autouse=True)
@@ -94,7 +98,10 @@ def client_b(org_b) -> APIClient:
 
 
 @pytest.fixture
-def anonymous_client() -> APIClient:
+def anonymous_client(db) -> APIClient:
+    """A client without credentials. With database access: on PostgreSQL the tenancy middleware runs
+    every /api/ request in a transaction, signed in or not (on SQLite it does not, so a test without
+    access would pass there and fail on PostgreSQL)."""
     return APIClient()
 
 

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
+import psycopg
+from psycopg import sql
 from rest_framework.test import APIClient
+
+# Roles and databases that tests create on the PostgreSQL server are named with this prefix, a kind and
+# a random part (throwaway_name), so that runs sharing a server never meet, and the fixture that creates
+# one drops it again, failed tests or not. .ci/run fails when a run leaves one behind (docs/testing.md).
+THROWAWAY_PREFIX = "superai_flow_test_"
 
 
 def bearer_client(raw_key: str) -> APIClient:
@@ -29,3 +37,42 @@ def error_of(response, status: int, code: str) -> dict[str, Any]:
 def detail_codes(response) -> dict[str | None, str]:
     """{field: code} of an error response's details."""
     return {d["field"]: d["code"] for d in response.json()["error"]["details"]}
+
+
+def throwaway_name(kind: str) -> str:
+    """A fresh name for a role or database that a test creates on the PostgreSQL server and drops again."""
+    return f"{THROWAWAY_PREFIX}{kind}_{uuid.uuid4().hex[:8]}"
+
+
+def server_admin(settings: dict[str, Any], dbname: str = "postgres") -> psycopg.Connection:
+    """An autocommit connection to `dbname` on the test server, as the user of `settings` (a Django
+    connection's settings_dict, whose user creates the test database: a superuser)."""
+    return psycopg.connect(
+        host=settings["HOST"] or "127.0.0.1",
+        port=settings["PORT"] or 5432,
+        user=settings["USER"],
+        password=settings["PASSWORD"] or None,
+        dbname=dbname,
+        autocommit=True,
+    )
+
+
+def drop_role(settings: dict[str, Any], role: str, *, databases: tuple[str, ...] = ()) -> None:
+    """Drop `role`, first dropping what it owns and revoking what it was granted in each of `databases`
+    that still exists (a role that any database still mentions cannot be dropped)."""
+    with server_admin(settings) as admin:
+        if admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role]).fetchone() is None:
+            return
+        existing = {row[0] for row in admin.execute("SELECT datname FROM pg_database").fetchall()}
+    for dbname in databases:
+        if dbname in existing:
+            with server_admin(settings, dbname) as admin:
+                admin.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+    with server_admin(settings) as admin:
+        admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def drop_database(settings: dict[str, Any], database: str) -> None:
+    """Drop `database`, ending the sessions still connected to it."""
+    with server_admin(settings) as admin:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database)))

@@ -14,9 +14,13 @@ def servers_run_as_the_runtime_role(runtime_role):
 
 
 @pytest.fixture(scope="session")
-def daphne_server(django_db_setup, django_db_blocker):
-    """One daphne process for the session, on the test database (tests commit with transaction=True)."""
-    with django_db_blocker.unblock(), DaphneServer() as server:
+def daphne_server(django_db_setup):
+    """One daphne process for the session, on the test database (tests commit with transaction=True).
+
+    Starting it needs no database access in this process; and this fixture must not unblock it: it
+    would stay unblocked for every later test of the session, so that a test lacking the django_db
+    mark passed after the end-to-end tests and failed alone."""
+    with DaphneServer() as server:
         yield server
 
 

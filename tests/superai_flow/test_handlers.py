@@ -94,8 +94,9 @@ def test_settling_the_collector_freezes_what_start_up_loaded(settings):
 def test_the_collector_can_be_left_as_it_is(settings):
     settings.GC_FREEZE = False
     before = gc.get_threshold()
+    frozen = gc.get_freeze_count()  # not 0 once anything imported superai_flow.asgi, which settles it
 
     settle_garbage_collector()
 
-    assert gc.get_freeze_count() == 0
+    assert gc.get_freeze_count() == frozen
     assert gc.get_threshold() == before

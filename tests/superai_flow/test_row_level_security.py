@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 
 import psycopg
 import pytest
@@ -26,7 +27,7 @@ from superai_flow.organizations.services import api_key_create
 from superai_flow.tenancy import TENANT_TABLES, set_scope
 from task_outputs.models import TaskOutput
 from tests.e2e.servers import PROJECT_DIR
-from tests.helpers import bearer_client
+from tests.helpers import bearer_client, drop_database, drop_role, server_admin, throwaway_name
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -271,17 +272,32 @@ def test_nothing_is_visible_over_a_plain_connection_either(world, runtime_role):
     assert Organization.objects.count() == 2 and TaskOutput.objects.count() == 2  # as the owner: all there
 
 
-OWNER_ROLE = "superai_flow_owner_test"
+@pytest.fixture
+def owned_database(runtime_role) -> Iterator[tuple[str, str]]:
+    """(owner role, database): a fresh database on the test server, owned by a fresh role that is no
+    superuser; both dropped after the test, the database first (the role owns it), failed test or not."""
+    settings = dict(connection.settings_dict)
+    owner, database = throwaway_name("owner"), throwaway_name("deploy")
+    try:
+        with server_admin(settings) as admin:
+            admin.execute(f'CREATE ROLE "{owner}" LOGIN NOSUPERUSER NOBYPASSRLS')
+            admin.execute(f'CREATE DATABASE "{database}" OWNER "{owner}"')
+        yield owner, database
+    finally:
+        drop_database(settings, database)
+        drop_role(settings, owner)
 
 
-def test_the_documented_deployment_migrates_as_the_owner_and_runs_as_the_runtime_role(runtime_role, tmp_path):
+def test_the_documented_deployment_migrates_as_the_owner_and_runs_as_the_runtime_role(
+    runtime_role, owned_database, tmp_path
+):
     """docs/security.md's procedure, on a fresh database owned by a role that is no superuser: migrate
     with DATABASE_MIGRATION_URL; then the runtime role passes the deploy check, system jobs create an
     organization and a key, and the key is found by the lookup that precedes any scope."""
+    owner_role, database = owned_database
     settings = connection.settings_dict
-    database = f"superai_flow_deploy_{uuid.uuid4().hex[:8]}"
     server = f"{settings['HOST'] or '127.0.0.1'}:{settings['PORT'] or 5432}"
-    owner_url = f"postgresql://{OWNER_ROLE}@{server}/{database}"
+    owner_url = f"postgresql://{owner_role}@{server}/{database}"
     env = {
         **os.environ,
         "DATABASE_URL": f"postgres://{runtime_role}@{server}/{database}",
@@ -289,43 +305,30 @@ def test_the_documented_deployment_migrates_as_the_owner_and_runs_as_the_runtime
         "SUPERAI_FLOW_VAR_DIR": str(tmp_path),
     }
     env.pop("REDIS_URL", None)
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [OWNER_ROLE])
-        if cursor.fetchone() is None:
-            cursor.execute(f'CREATE ROLE "{OWNER_ROLE}" LOGIN NOSUPERUSER NOBYPASSRLS')
-        cursor.execute(f'CREATE DATABASE "{database}" OWNER "{OWNER_ROLE}"')
 
     def manage(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "manage.py", *args], cwd=PROJECT_DIR, env=env,
                               capture_output=True, text=True, timeout=300)  # fmt: skip
 
-    try:
-        migrate = manage("migrate", "--database", "owner", "--noinput")
-        assert migrate.returncode == 0, migrate.stderr
-        check = manage("check", "--deploy", "--database", "default", "--fail-level", "ERROR")
-        assert check.returncode == 0 and "superai_flow.E" not in check.stderr, check.stderr
-        assert "superai_flow.W001" in check.stderr  # no superuser migrated: jsonb_contains is not LEAKPROOF
-        assert manage("create_organization", "Deployed").returncode == 0
-        key = manage("create_api_key", "Deployed", "--name", "first")
-        assert key.returncode == 0, key.stderr
-        raw_key = next(word for word in key.stdout.split() if word.startswith("sfk_"))
-        with psycopg.connect(f"postgresql://{runtime_role}@{server}/{database}") as app:  # one transaction
-            found = app.execute("SELECT name FROM superai_api_key_by_prefix(%s)", [raw_key[:12]]).fetchall()
-            left_raised = app.execute("SELECT current_setting('superai.rls_bypass', true)").fetchone()[0]
-            visible = app.execute("SELECT count(*) FROM organizations_apikey").fetchone()[0]
-        with psycopg.connect(owner_url, autocommit=True) as owner:
-            owned = owner.execute(
-                "SELECT count(*) FROM pg_class WHERE relname = 'task_outputs_taskoutput' "
-                "AND pg_get_userbyid(relowner) = %s",
-                [OWNER_ROLE],
-            ).fetchone()[0]
-        assert owned == 1
-        assert found == [("first",)]  # the narrow lookup sees the key...
-        assert left_raised == "" and visible == 0  # ...and lowers its flag again: a plain query sees nothing
-    finally:
-        connection.close()
-        with psycopg.connect(
-            host=settings["HOST"] or "127.0.0.1", port=settings["PORT"] or 5432, user=settings["USER"],
-            dbname="postgres", autocommit=True,
-        ) as admin:  # fmt: skip
-            admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    migrate = manage("migrate", "--database", "owner", "--noinput")
+    assert migrate.returncode == 0, migrate.stderr
+    check = manage("check", "--deploy", "--database", "default", "--fail-level", "ERROR")
+    assert check.returncode == 0 and "superai_flow.E" not in check.stderr, check.stderr
+    assert "superai_flow.W001" in check.stderr  # no superuser migrated: jsonb_contains is not LEAKPROOF
+    assert manage("create_organization", "Deployed").returncode == 0
+    key = manage("create_api_key", "Deployed", "--name", "first")
+    assert key.returncode == 0, key.stderr
+    raw_key = next(word for word in key.stdout.split() if word.startswith("sfk_"))
+    with psycopg.connect(f"postgresql://{runtime_role}@{server}/{database}") as app:  # one transaction
+        found = app.execute("SELECT name FROM superai_api_key_by_prefix(%s)", [raw_key[:12]]).fetchall()
+        left_raised = app.execute("SELECT current_setting('superai.rls_bypass', true)").fetchone()[0]
+        visible = app.execute("SELECT count(*) FROM organizations_apikey").fetchone()[0]
+    with psycopg.connect(owner_url, autocommit=True) as owner:
+        owned = owner.execute(
+            "SELECT count(*) FROM pg_class WHERE relname = 'task_outputs_taskoutput' "
+            "AND pg_get_userbyid(relowner) = %s",
+            [owner_role],
+        ).fetchone()[0]
+    assert owned == 1
+    assert found == [("first",)]  # the narrow lookup sees the key...
+    assert left_raised == "" and visible == 0  # ...and lowers its flag again: a plain query sees nothing
