@@ -29,13 +29,15 @@ run: $(STAMP)
 	$(BIN)/daphne -b $(HOST) -p $(PORT) superai_flow.asgi:application
 
 # The production server (docs/operations.md): WEB_CONCURRENCY daphne processes on HOST:PORT under
-# supervisord, which restarts any that dies; no migrations (`make migrate` does them).
+# supervisord, which restarts any that dies; no migrations (`make migrate` does them). $(RUN_DIR)/metrics
+# is their PROMETHEUS_MULTIPROC_DIR (supervisord.conf), emptied here so that /metrics starts from 0.
 serve: $(STAMP)
 	@$(BIN)/python manage.py migrate --check >/dev/null 2>&1 || \
 		{ echo "The database is not reachable or not migrated: run 'make migrate' first (docs/configuration.md)" >&2; exit 1; }
 	@if [ -z "$(REDIS_URL)" ] && [ "$(WEB_CONCURRENCY)" != 1 ]; then \
 		echo "WEB_CONCURRENCY=$(WEB_CONCURRENCY) needs REDIS_URL: without Redis, live updates do not cross processes" >&2; exit 1; fi
-	@mkdir -p $(RUN_DIR)
+	@mkdir -p $(RUN_DIR)/metrics
+	@rm -f $(RUN_DIR)/metrics/*.db
 	@echo "Serving on http://$(HOST):$(PORT)/ with $(WEB_CONCURRENCY) daphne process(es) (Ctrl-C stops)"
 	HOST=$(HOST) PORT=$(PORT) WEB_CONCURRENCY=$(WEB_CONCURRENCY) SUPERAI_FLOW_BIN=$(abspath $(BIN)) \
 		SUPERAI_FLOW_RUN_DIR=$(abspath $(RUN_DIR)) exec $(BIN)/supervisord -c superai_flow/supervisord.conf
@@ -59,6 +61,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/live_latency.py
 	$(BIN)/python bench/create_throughput.py
 	$(BIN)/python bench/gc_pauses.py
+	$(BIN)/python bench/soak.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache *.egg-info

@@ -32,6 +32,8 @@ from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
 from django.db import transaction
 
+from superai_flow import metrics
+
 logger = logging.getLogger(__name__)
 
 # The most messages the worker sends in one go: one Redis round trip, so a few hundred kilobytes at most.
@@ -188,6 +190,7 @@ class Dispatcher:
                 if not items:
                     return
                 self.counters["retried"] += len(items)
+                metrics.NOTIFICATIONS_RETRIED.inc(len(items))
                 self._log(
                     "retry",
                     logging.WARNING,
@@ -199,10 +202,12 @@ class Dispatcher:
                 await asyncio.sleep(delay)
             else:
                 self.counters["sent"] += len(items)
+                metrics.NOTIFICATIONS_SENT.inc(len(items))
                 items.clear()
 
     def _drop(self, item: _Item, reason: str) -> None:
         self.counters["dropped"] += 1
+        metrics.NOTIFICATIONS_DROPPED.inc()
         self._log(
             "drop",
             logging.ERROR,

@@ -78,6 +78,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "superai_flow.metrics.MetricsMiddleware",  # outermost: its latency covers the whole chain
     "superai_flow.request_id.RequestIDMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -218,6 +219,17 @@ WS_MAX_REPLAY = env_int("WS_MAX_REPLAY", 10_000, minimum=1)
 # How often each process checks the credentials of its open WebSockets (superai_flow.credential_watch):
 # a revoked key or a removed member loses their feeds within this, and the contract allows 5 s.
 WS_CREDENTIAL_CHECK_SECONDS = env_int("WS_CREDENTIAL_CHECK_SECONDS", 2, minimum=1, maximum=4)
+
+# --- Metrics (GET /metrics, superai_flow.metrics; docs/operations.md) -----------------------------
+# A bearer token that opens /metrics to scrapers off this machine; unset: loopback clients only.
+METRICS_TOKEN = env_str("METRICS_TOKEN") or None
+if METRICS_TOKEN is not None and len(METRICS_TOKEN) < 16:
+    raise ImproperlyConfigured("METRICS_TOKEN must be at least 16 characters long.")
+# Loopback clients need no token. Turn off behind a reverse proxy on the same machine, whose requests
+# all come from loopback.
+METRICS_ALLOW_LOOPBACK = env_bool("METRICS_ALLOW_LOOPBACK", True)
+# How often each process samples its gauges (notification queue, database pool).
+METRICS_SAMPLE_SECONDS = env_int("METRICS_SAMPLE_SECONDS", 1, minimum=1, maximum=60)
 
 # --- Auth, i18n, static ---------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

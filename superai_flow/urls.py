@@ -1,4 +1,4 @@
-"""URL routes: the REST API under /api/v1/, pages, sign-in, admin and the health endpoints."""
+"""URL routes: the REST API under /api/v1/, pages, sign-in, admin, the health endpoints and /metrics."""
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
@@ -6,7 +6,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.negotiation import DefaultContentNegotiation
 
-from superai_flow import views
+from superai_flow import metrics, views
 
 api_v1 = [
     path("", include("flow_executions.api.urls")),
@@ -17,6 +17,7 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.health, name="health"),
     path("readyz", views.ready, name="ready"),
+    path("metrics", metrics.metrics, name="metrics"),
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", include("task_outputs.urls")),

@@ -27,6 +27,7 @@ from flow_executions.models import FlowExecution
 from superai_flow import credential_watch
 from superai_flow.authentication import CLOSE_FORBIDDEN, WebSocketCaller, websocket_caller
 from superai_flow.json_queries import JSONArrayContainsAll
+from superai_flow.metrics import WEBSOCKET_CLIENTS
 from superai_flow.notifications import flow_group, summary_group
 from superai_flow.organizations.models import Organization
 from superai_flow.tenancy import tenant_scope
@@ -83,8 +84,13 @@ class LiveFeedConsumer(AsyncWebsocketConsumer):
             return
         self.heartbeat = asyncio.create_task(self._beat())
         credential_watch.watch(self)
+        WEBSOCKET_CLIENTS.inc()  # connected clients (superai_flow.metrics): from here to disconnect
+        self.counted = True
 
     async def disconnect(self, code: int) -> None:
+        if getattr(self, "counted", False):
+            WEBSOCKET_CLIENTS.dec()
+            self.counted = False
         credential_watch.unwatch(self)
         if self.heartbeat is not None:
             self.heartbeat.cancel()
