@@ -27,6 +27,8 @@ from django.core.handlers import asgi, base
 from django.http import FileResponse
 from django.urls import get_resolver, set_script_prefix
 
+from superai_flow.postgresql.base import REQUEST_ARRIVED
+
 logger = logging.getLogger(__name__)
 
 
@@ -44,6 +46,7 @@ class ASGIHandler(asgi.ASGIHandler):
         await self.handle(scope, receive, send)
 
     async def handle(self, scope, receive, send):
+        REQUEST_ARRIVED.set(time.monotonic())  # the database's wait counts from here (postgresql/base.py)
         try:
             body_file = await self.read_body(receive)
         except RequestAborted:
