@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from websockets.exceptions import ConnectionClosed
 
 from tests.e2e.servers import PROJECT_DIR, free_port, shared_database_url
 from tests.e2e.test_live import headers, new_flow, next_message, post_output, watch
@@ -166,3 +168,40 @@ def test_serve_refuses_several_processes_without_redis(tmp_path):
 
     assert run.returncode != 0
     assert "WEB_CONCURRENCY=2 needs REDIS_URL" in run.stderr
+
+
+@pytest.mark.asyncio
+@pytest.mark.redis
+async def test_watchers_of_a_killed_process_resume_elsewhere_without_a_gap(serve, tenant):
+    flow_id = new_flow(serve, tenant)
+    path = f"/ws/flow-executions/{flow_id}/"
+    sockets = [await watch(serve, tenant[1], path) for _ in range(12)]
+    assert all(connections_per_process(serve.daphnes(), serve.port).values())
+    seen: list[set[str]] = [set() for _ in sockets]
+    cursors: list[str | None] = [None] * len(sockets)
+    before = [await asyncio.to_thread(post_output, serve, tenant, flow_id, f"before-{n}") for n in range(3)]
+    for i, socket in enumerate(sockets):
+        for _ in before:
+            message = await next_message(socket)
+            seen[i].add(message["data"]["id"])
+            cursors[i] = message["cursor"]
+
+    os.kill(serve.daphnes()[0], signal.SIGKILL)
+    after = [await asyncio.to_thread(post_output, serve, tenant, flow_id, f"after-{n}") for n in range(3)]
+    wanted = {output["id"] for output in before + after}
+    resumed = 0
+    for i, socket in enumerate(sockets):
+        try:
+            while seen[i] != wanted:
+                seen[i].add((await next_message(socket))["data"]["id"])
+        except ConnectionClosed:  # it was on the killed process: reconnect and resume from its cursor
+            resumed += 1
+            async with watch(serve, tenant[1], path) as again:
+                await again.send(json.dumps({"type": "resume", "after": cursors[i]}))
+                while (message := await next_message(again))["type"] != "resumed":
+                    seen[i].add(message["data"]["id"])
+        finally:
+            await socket.close()
+
+    assert resumed > 0  # some watchers were on the killed process
+    assert all(ids == wanted for ids in seen)
