@@ -25,10 +25,11 @@ The load, from this process (asyncio):
   (/ws/flow-executions/<id>/), odd-numbered ones the organization's summary feed
   (/ws/task-outputs/summaries/), with `Authorization: Bearer <key>`. Each starts from the X-Live-Cursor of
   an empty listing, stays connected for a random MIN_LIFETIME..MAX_LIFETIME seconds, disconnects,
-  waits up to MAX_PAUSE seconds and reconnects with {"type": "resume", "after": <the last cursor it saw>}
-  (docs/live-updates.md), recording the id of every task output it receives (a set: duplicates are
-  expected and counted). On `resync_required` it reloads the flow execution's outputs over REST and
-  resumes from the first page's X-Live-Cursor, as the protocol says.
+  waits up to MAX_PAUSE seconds and reconnects with {"type": "resume", "after": <its cursor>} (a
+  connection's cursors count only once it has received `resumed`: docs/live-updates.md), recording
+  the id of every task output it receives (a set: duplicates are expected and counted). On
+  `resync_required` it reloads the flow execution's outputs over REST and resumes from the first
+  page's X-Live-Cursor, as the protocol says.
 - Warm-up: the first --warmup creates (default 10% of --creates) with every client connected; each daphne
   process's RSS (VmRSS of /proc/<pid>/status) is taken when the warm-up's last create is acknowledged.
 - After the last create is acknowledged, every client disconnects and resumes one last time, reading until
@@ -237,7 +238,9 @@ class Watcher:
 
     number: int
     path: str
-    cursor: str
+    cursor: str  # where the next connection resumes from
+    latest: str | None = None  # the newest cursor seen on this connection
+    resumed: bool = False  # whether this connection has received `resumed`
     seen: set[str] = field(default_factory=set)
     connections: int = 0
     messages: int = 0  # task-output messages, duplicates included
@@ -340,7 +343,12 @@ class Soak:
                 watcher.duplicates += 1
             else:
                 watcher.seen.add(output_id)
-            watcher.cursor = message["cursor"]
+            watcher.latest = message["cursor"]
+            if watcher.resumed:  # the documented rule: a cursor counts once its connection has resumed
+                watcher.cursor = watcher.latest
+        elif kind == "resumed":
+            watcher.resumed = True
+            watcher.cursor = watcher.latest or watcher.cursor
         return kind
 
     async def resync(self, watcher: Watcher, client: httpx.AsyncClient) -> None:
@@ -369,6 +377,7 @@ class Soak:
                 close_timeout=5,
                 max_size=None,
             ) as socket:
+                watcher.resumed, watcher.latest = False, None
                 await socket.send(json.dumps({"type": "resume", "after": watcher.cursor}))
                 deadline = None if lifetime is None else loop.time() + lifetime
                 while True:

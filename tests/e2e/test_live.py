@@ -131,6 +131,7 @@ async def test_a_client_that_keeps_reconnecting_misses_nothing_under_concurrent_
     async def session(deadline: float | None) -> None:
         """One connection: resume from the cursor, then read until `deadline` (or until replay ends)."""
         nonlocal cursor
+        latest, resumed = None, False  # a connection's cursors count once it has resumed (docs/live-updates.md)
         async with watch(daphne_server, tenant[1], path) as socket:
             await socket.send(json.dumps({"type": "resume", "after": cursor}))
             loop = asyncio.get_running_loop()
@@ -139,11 +140,15 @@ async def test_a_client_that_keeps_reconnecting_misses_nothing_under_concurrent_
                     message = await next_message(socket, timeout=0.2)
                 except TimeoutError:
                     continue
-                if message["type"] == "resumed" and deadline is None:
-                    return
+                if message["type"] == "resumed":
+                    resumed, cursor = True, latest or cursor
+                    if deadline is None:
+                        return
                 if message["type"].startswith("task_output."):
                     received.add(message["data"]["id"])
-                    cursor = message["cursor"]
+                    latest = message["cursor"]
+                    if resumed:
+                        cursor = latest
 
     while any(thread.is_alive() for thread in threads):
         await session(asyncio.get_running_loop().time() + random.uniform(0.2, 0.8))
