@@ -64,7 +64,6 @@ import json
 import os
 import random
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -74,11 +73,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from common import PROJECT_DIR, Deployment, PrivatePostgres, free_port, percentile
+from common import Deployment, PrivatePostgres, percentile
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from tests.e2e.servers import RedisServer
+from tests.e2e.servers import MakeServe, RedisServer
 
 RECONNECT_EVERY = 100  # requests per HTTP connection of a worker
 MIN_LIFETIME, MAX_LIFETIME = 2.0, 10.0  # seconds a WebSocket client stays connected
@@ -96,20 +95,6 @@ def say(message: str) -> None:
 
 
 # --- The server: `make serve` ---------------------------------------------------------------------
-
-
-def children(pid: int) -> list[int]:
-    """The pids whose parent is `pid` (from /proc)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat[stat.rindex(")") + 2 :].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
 
 
 def rss_kb(pid: int) -> int | None:
@@ -133,69 +118,17 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-class MakeServe:
-    """`make serve PORT=<free> WEB_CONCURRENCY=<processes>` with `env`; its output goes to `log_path`."""
-
-    def __init__(self, env: dict[str, str], processes: int, log_path: Path):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.processes = processes
-        self.log_path = log_path
-        self.log = log_path.open("w")
-        self.make = subprocess.Popen(
-            ["make", "-s", "serve", f"PORT={self.port}", f"WEB_CONCURRENCY={processes}"],
-            cwd=PROJECT_DIR, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def supervisord(self) -> int | None:
-        found = children(self.make.pid)  # make's recipe execs supervisord
-        return found[0] if len(found) == 1 else None
-
-    def daphnes(self) -> list[int]:
-        supervisord = self.supervisord()
-        return sorted(children(supervisord)) if supervisord else []
-
-    def wait_until_answering(self) -> None:
-        """Until /readyz answers 200 and every process runs, then until their CPU settles (imports done)."""
-        deadline = time.monotonic() + START_SECONDS
-        while True:
-            if self.make.poll() is not None:
-                raise RuntimeError(f"make serve exited with {self.make.returncode}:\n{self.output()[-3000:]}")
-            with contextlib.suppress(httpx.TransportError):
-                ready = httpx.get(self.url + "/readyz", timeout=5).status_code == 200
-                if ready and len(self.daphnes()) == self.processes:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"make serve did not answer within {START_SECONDS} s:\n{self.output()[-3000:]}")
-            time.sleep(0.2)
-        before = [cpu_seconds(pid) or 0 for pid in self.daphnes()]
-        while time.monotonic() < deadline:
-            time.sleep(0.5)
-            now = [cpu_seconds(pid) or 0 for pid in self.daphnes()]
-            if all(b - a < 0.05 for a, b in zip(before, now, strict=False)):
-                return
-            before = now
-
-    def stop(self) -> None:
-        """SIGTERM to supervisord (it stops the daphnes), then SIGKILL for whatever is left."""
-        leftovers = self.daphnes()
-        if self.make.poll() is None:
-            supervisord = self.supervisord()
-            with contextlib.suppress(ProcessLookupError, TypeError):
-                os.kill(supervisord, signal.SIGTERM)
-            try:
-                self.make.wait(timeout=40)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.make.pid, signal.SIGKILL)
-                self.make.wait()
-        for pid in leftovers:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        self.log.close()
+def wait_until_settled(serve: MakeServe) -> None:
+    """Until `make serve` answers with every process, then until their CPU settles (imports done)."""
+    deadline = time.monotonic() + START_SECONDS
+    serve.wait_until_answering(timeout=START_SECONDS)
+    before = [cpu_seconds(pid) or 0 for pid in serve.daphnes()]
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = [cpu_seconds(pid) or 0 for pid in serve.daphnes()]
+        if all(b - a < 0.05 for a, b in zip(before, now, strict=False)):
+            return
+        before = now
 
 
 # --- The load -------------------------------------------------------------------------------------
@@ -516,9 +449,9 @@ def run(config: Config) -> dict:
         deployment = stack.enter_context(Deployment(server=server, **env))
         organization_id, key = deployment.tenant()
         say(f"make serve with {config.processes} processes ...")
-        serve = MakeServe(deployment.env, config.processes, work / "serve.log")
+        serve = MakeServe(deployment.env, work / "serve.log", config.processes)
         stack.callback(serve.stop)
-        serve.wait_until_answering()
+        wait_until_settled(serve)
         flow = httpx.post(
             f"{serve.url}/api/v1/flow-executions",
             headers={"Authorization": f"Bearer {key}"},

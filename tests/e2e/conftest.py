@@ -5,7 +5,7 @@ import pytest
 from superai_flow.organizations.models import Organization
 from superai_flow.organizations.services import api_key_create
 from tests.e2e import servers
-from tests.e2e.servers import DaphneServer
+from tests.e2e.servers import DaphneServer, serve_test_database
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -34,3 +34,14 @@ def tenant(transactional_db) -> tuple[str, str]:
 @pytest.fixture(autouse=True)
 def fast_password_hashing():
     """Overrides the suite's fast hasher: the servers these tests start check passwords with the defaults."""
+
+
+@pytest.fixture
+def serve(tmp_path):
+    """`make serve` with two processes on the test database, answering; stopped afterwards."""
+    server = serve_test_database(tmp_path)
+    try:
+        server.wait_until_answering()
+        yield server
+    finally:
+        server.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -251,3 +252,79 @@ def process_parents() -> dict[int, int]:
                 continue
             parents[int(entry)] = int(stat[stat.rindex(")") + 2 :].split()[1])
     return parents
+
+
+def children(pid: int) -> list[int]:
+    """The pids whose parent is `pid`."""
+    return sorted(child for child, parent in process_parents().items() if parent == pid)
+
+
+class MakeServe:
+    """`make serve PORT=<free> WEB_CONCURRENCY=<processes>` with `env`, as users run it; its output goes to
+    `log_path`. For tests (`serve_test_database`) and the soak (bench/soak.py)."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, processes: int = 2):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.processes = processes
+        self.log_path = log_path
+        self.log = log_path.open("w")
+        self.make = subprocess.Popen(
+            ["make", "-s", "serve", f"PORT={self.port}", f"WEB_CONCURRENCY={processes}"],
+            cwd=PROJECT_DIR, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def supervisord(self) -> int | None:
+        found = children(self.make.pid)  # make's recipe execs supervisord
+        return found[0] if len(found) == 1 else None
+
+    def daphnes(self) -> list[int]:
+        supervisord = self.supervisord()
+        return children(supervisord) if supervisord else []
+
+    def wait_until_answering(self, timeout: float = 60) -> None:
+        """Until /readyz answers 200 and every process runs."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.make.poll() is not None:
+                raise RuntimeError(f"make serve exited with {self.make.returncode}:\n{self.output()[-3000:]}")
+            try:
+                if (
+                    httpx.get(self.url + "/readyz", timeout=5).status_code == 200
+                    and len(self.daphnes()) == self.processes
+                ):
+                    return
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"make serve did not answer within {timeout} s:\n{self.output()[-3000:]}")
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        """SIGTERM to supervisord, as a user would (it stops the daphnes); then SIGKILL for whatever is left
+        (supervisord's children run in process groups of their own)."""
+        leftovers = self.daphnes()
+        if self.make.poll() is None:
+            supervisord = self.supervisord()
+            if supervisord is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(supervisord, signal.SIGTERM)
+            try:
+                self.make.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.make.pid, signal.SIGKILL)
+                self.make.wait()
+        for pid in leftovers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.log.close()
+
+
+def serve_test_database(tmp_path: Path, **env: str) -> MakeServe:
+    """`make serve` with two processes on the test database and the suite's Redis (or `env`'s)."""
+    env = {**os.environ, "DATABASE_URL": shared_database_url(), "SUPERAI_FLOW_VAR_DIR": str(tmp_path), **env}
+    return MakeServe(env, tmp_path / "serve.log")

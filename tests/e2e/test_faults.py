@@ -19,9 +19,8 @@ import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from tests.e2e.servers import PROJECT_DIR, PrivatePostgres, RedisServer
+from tests.e2e.servers import PROJECT_DIR, MakeServe, PrivatePostgres, RedisServer, serve_test_database
 from tests.e2e.test_live import new_flow, next_message, post_output, watch
-from tests.e2e.test_serve import Serve
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
@@ -115,7 +114,7 @@ def private_deployment(tmp_path):
         manage(env, "migrate", "--database", "owner", "--noinput")
         organization_id = manage(env, "create_organization", "faults")
         key = manage(env, "create_api_key", organization_id, "--name", "faults")
-        serve = Serve(tmp_path, DATABASE_URL=env["DATABASE_URL"], DB_POOL_TIMEOUT=str(POOL_TIMEOUT))
+        serve = serve_test_database(tmp_path, DATABASE_URL=env["DATABASE_URL"], DB_POOL_TIMEOUT=str(POOL_TIMEOUT))
         try:
             serve.wait_until_answering()
             flow = httpx.post(f"{serve.url}/api/v1/flow-executions", headers={"Authorization": f"Bearer {key}"},
@@ -205,7 +204,7 @@ def test_sigterm_lets_the_requests_in_flight_finish(private_deployment):
     assert "finishing 1 request(s) in flight" in serve.output()
 
 
-def metric(serve: Serve, name: str) -> float:
+def metric(serve: MakeServe, name: str) -> float:
     text = httpx.get(f"{serve.url}/metrics", timeout=10).text
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + " "))
 
@@ -214,7 +213,7 @@ def metric(serve: Serve, name: str) -> float:
 async def test_a_redis_outage_under_load_keeps_creates_and_catches_watchers_up(tmp_path, tenant):
     key = tenant[1]
     with RedisServer() as redis:
-        serve = Serve(tmp_path, REDIS_URL=redis.url, NOTIFY_MAX_AGE_SECONDS="2")
+        serve = serve_test_database(tmp_path, REDIS_URL=redis.url, NOTIFY_MAX_AGE_SECONDS="2")
         try:
             serve.wait_until_answering()
             flow_id = new_flow(serve, tenant)

@@ -13,25 +13,16 @@ import pytest
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.e2e.servers import MakeServe
 from tests.e2e.test_live import new_flow, post_output, watch
-from tests.e2e.test_serve import Serve, connections_per_process
+from tests.e2e.test_serve import connections_per_process
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
 CREATED = "superai_flow_task_outputs_created_total"
 
 
-@pytest.fixture
-def serve(tmp_path):
-    server = Serve(tmp_path)
-    try:
-        server.wait_until_answering()
-        yield server
-    finally:
-        server.stop()
-
-
-def scrape(server: Serve) -> dict[tuple, float]:
+def scrape(server: MakeServe) -> dict[tuple, float]:
     """One scrape on a new connection (so either process may answer): {(name, sorted labels): value}."""
     response = httpx.get(server.url + "/metrics", timeout=10)
     assert response.status_code == 200, response.text

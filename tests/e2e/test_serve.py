@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import signal
@@ -21,76 +20,6 @@ from tests.e2e.test_live import headers, new_flow, next_message, post_output, wa
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
-class Serve:
-    """`make serve` with WEB_CONCURRENCY=2 on a free port, pointed at the test database and Redis (or `env`'s)."""
-
-    def __init__(self, tmp_path: Path, **env: str):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "DATABASE_URL": shared_database_url(), "SUPERAI_FLOW_VAR_DIR": str(tmp_path), **env}
-        self.log = (tmp_path / "serve.log").open("w")
-        self.make = subprocess.Popen(
-            ["make", "-s", "serve", f"PORT={self.port}", "WEB_CONCURRENCY=2"],
-            cwd=PROJECT_DIR, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-        self.log_path = tmp_path / "serve.log"
-
-    def output(self) -> str:
-        return self.log_path.read_text()
-
-    def wait_until_answering(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.make.poll() is None, self.output()
-            try:
-                if httpx.get(self.url + "/healthz", timeout=2).status_code == 200 and len(self.daphnes()) == 2:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"make serve did not answer within {timeout} s:\n{self.output()}")
-
-    def supervisord(self) -> int:
-        (pid,) = children(self.make.pid)  # make's recipe execs supervisord
-        return pid
-
-    def daphnes(self) -> list[int]:
-        try:
-            return children(self.supervisord())
-        except ValueError:
-            return []
-
-    def stop(self) -> None:
-        """SIGTERM first, as a user would; then SIGKILL for whatever is left (supervisord's children
-        run in process groups of their own)."""
-        leftovers = self.daphnes()
-        if self.make.poll() is None:
-            with contextlib.suppress(ValueError, ProcessLookupError):
-                os.kill(self.supervisord(), signal.SIGTERM)
-            try:
-                self.make.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.make.pid, signal.SIGKILL)
-                self.make.wait()
-        for pid in leftovers:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        self.log.close()
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat[stat.rindex(")") + 2 :].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
 def connections_per_process(pids: list[int], port: int) -> dict[int, int]:
     """How many established TCP connections to `port` each process holds (from /proc, no tools needed)."""
     inodes = set()
@@ -104,16 +33,6 @@ def connections_per_process(pids: list[int], port: int) -> dict[int, int]:
         fds = Path(f"/proc/{pid}/fd")
         counts[pid] = sum(1 for fd in fds.iterdir() if os.readlink(fd).removeprefix("socket:[").rstrip("]") in inodes)
     return counts
-
-
-@pytest.fixture
-def serve(tmp_path):
-    server = Serve(tmp_path)
-    try:
-        server.wait_until_answering()
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.mark.asyncio
