@@ -66,6 +66,22 @@ def runtime_role(django_db_setup, django_db_blocker) -> Iterator[str | None]:
         drop_role(owner_settings, role, databases=(owner_settings["NAME"],))
 
 
+@pytest.fixture
+def as_runtime_role(runtime_role):
+    """Django's connection as the role the service runs as (no SUPERUSER, no BYPASSRLS), for the rest of
+    the test; the owner's again afterwards."""
+
+    def switch(user: str) -> None:
+        connection.close()
+        connection.close_pool()
+        connection.settings_dict["USER"] = user
+
+    owner = connection.settings_dict["USER"]
+    switch(runtime_role)
+    yield runtime_role
+    switch(owner)
+
+
 @pytest.fixture(autouse=True)
 def fast_password_hashing(settings):
     """Real hashing costs a good part of a second per user; these tests are not about it."""

@@ -44,18 +44,9 @@ def world(org_a, org_b, flow_a, flow_b, make_output, django_user_model):
 
 
 @pytest.fixture
-def as_runtime_role(world, runtime_role):
-    """Django's connection, as the runtime role, for the rest of the test."""
-
-    def switch(user: str) -> None:
-        connection.close()
-        connection.close_pool()
-        connection.settings_dict["USER"] = user
-
-    owner = connection.settings_dict["USER"]
-    switch(runtime_role)
-    yield runtime_role
-    switch(owner)
+def as_runtime_role(world, as_runtime_role):
+    """The suite's `as_runtime_role`, once `world` is made (as the owner)."""
+    return as_runtime_role
 
 
 def rows_of(table: str) -> list[uuid.UUID]:

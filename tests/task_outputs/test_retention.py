@@ -361,21 +361,6 @@ def test_an_unknown_organization_is_refused_and_nothing_is_deleted(tenants, valu
 # --- Under row-level security ---------------------------------------------------------------
 
 
-@pytest.fixture
-def as_runtime_role(runtime_role):
-    """Django's connection as the role the service runs as (no SUPERUSER, no BYPASSRLS), for the rest of the test."""
-
-    def switch(user: str) -> None:
-        connection.close()
-        connection.close_pool()
-        connection.settings_dict["USER"] = user
-
-    owner = connection.settings_dict["USER"]
-    switch(runtime_role)
-    yield runtime_role
-    switch(owner)
-
-
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_under_row_level_security_the_plan_bypasses_with_a_reason_and_batches_see_one_organization(
