@@ -27,6 +27,10 @@ def validated_body(request: Request, serializer_class: type[Serializer]) -> dict
         raise BadRequest("The request body is empty; send a JSON object.")
     if not isinstance(data, dict):
         raise BadRequest("The request body must be a JSON object.")
+    accepted = getattr(serializer_class, "accepted", None)
+    fast = accepted(data) if accepted is not None else None  # StrictSerializer's fast path for valid bodies
+    if fast is not None:
+        return fast
     serializer = serializer_class(data=data)
     serializer.is_valid(raise_exception=True)
     return dict(serializer.validated_data)

@@ -12,6 +12,7 @@ from rest_framework import serializers
 from flow_executions.lifecycle import CREATABLE_STATUSES, Status
 from superai_flow.serializers import (
     AwareDateTimeField,
+    IgnoredJSONField,
     JSONValueField,
     StrictCharField,
     StrictChoiceField,
@@ -38,7 +39,7 @@ class TaskOutputCreateSerializer(StrictSerializer):
     tags = TagsField(required=False, default=list)
     modified_by = StrictCharField(max_length=255, required=False, default="system")
     created_at = AwareDateTimeField(required=False)
-    updated_at = serializers.JSONField(
+    updated_at = IgnoredJSONField(
         required=False, write_only=True, help_text="Accepted and ignored: the server sets it."
     )
 
