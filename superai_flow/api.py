@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
+from django.urls import get_script_prefix, reverse
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -40,3 +42,17 @@ def create_response(data: dict[str, Any], *, created: bool, location: str) -> Re
     """201 for a new record, 200 for an idempotent replay of one; `Location` names it either way."""
     code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
     return Response(data, status=code, headers={"Location": location})
+
+
+def detail_url(name: str, pk: uuid.UUID) -> str:
+    """`reverse(name, kwargs={"pk": pk})` for the `Location` of a create, without resolving the URL
+    again for every create (2% of one's CPU): the path is made once per URL name and script prefix."""
+    key = (name, get_script_prefix())
+    template = _detail_templates.get(key)
+    if template is None:
+        template = _detail_templates[key] = reverse(name, kwargs={"pk": _PLACEHOLDER})
+    return template.replace(str(_PLACEHOLDER), str(pk))
+
+
+_PLACEHOLDER = uuid.UUID(int=0)
+_detail_templates: dict[tuple[str, str], str] = {}

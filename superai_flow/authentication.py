@@ -13,6 +13,7 @@ from urllib.parse import urlparse
 from channels.db import database_sync_to_async
 from channels.security.websocket import OriginValidator
 from django.conf import settings
+from django.db import connection
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.permissions import SAFE_METHODS, BasePermission
@@ -52,8 +53,9 @@ class APIKeyAuthentication(BaseAuthentication):
         scheme, _, credentials = header.strip().partition(" ")
         if scheme.lower() != "bearer" or not credentials.strip():
             raise AuthenticationFailed("Send the API key as 'Authorization: Bearer <key>'.")
-        # The request's transaction sees the key's organization only, from the key's lookup on.
-        api_key = api_key_authenticate(credentials.strip(), scope=True)
+        # The request's transaction sees the key's organization only, from the key's lookup on. (A request
+        # without one, see TenantScopeMiddleware, scopes its statements itself.)
+        api_key = api_key_authenticate(credentials.strip(), scope=connection.in_atomic_block)
         if api_key is None:
             raise AuthenticationFailed("The API key is unknown or has been revoked.")
         return APIKeyUser(api_key), api_key

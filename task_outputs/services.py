@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import uuid
 from collections.abc import Iterable
+from contextlib import nullcontext
 from datetime import datetime
 from typing import Any
 
@@ -16,6 +17,7 @@ from flow_executions.lifecycle import TASK_OUTPUT_TARGETS, Status, check_transit
 from flow_executions.selectors import FLOW_EXECUTION_NOT_FOUND, referenced_flow_execution, referenced_task_execution
 from superai_flow.db import lock_for_change, replayed
 from superai_flow.exceptions import NotFound
+from superai_flow.tenancy import tenant_scope
 from task_outputs import live
 from task_outputs.models import TaskOutput
 
@@ -33,6 +35,7 @@ def task_output_create(
     task_execution_id: uuid.UUID | None = None,
     id: uuid.UUID | None = None,
     created_at: datetime | None = None,
+    statement_scope: Iterable[uuid.UUID] = (),
 ) -> tuple[TaskOutput, bool]:
     """Store a task output of the organization's flow execution, inheriting its flow version.
 
@@ -47,6 +50,12 @@ def task_output_create(
     ON CONFLICT DO NOTHING, settles concurrent retries of an id without a savepoint. The ORM's form
     took five round trips (reference lookup, savepoint, write position, insert, release); this one
     takes one, and only a create that inserted nothing looks further. docs/performance.md has the figures.
+
+    Inside a transaction the create runs in its scope (superai_flow.tenancy). Outside one, on PostgreSQL,
+    `statement_scope` (the caller's organizations, from its credentials) scopes the INSERT's own
+    statement (superai_insert_task_output, migration 0007), which is then its whole transaction: no
+    BEGIN, no COMMIT, no separate scope statement. Without a scope nothing is visible, so nothing is
+    inserted and the create answers 404.
     """
     values = {
         "organization_id": organization_id,
@@ -61,33 +70,48 @@ def task_output_create(
     }
     if created_at is not None:
         values["created_at"] = created_at
+    scope = None
+    if connection.vendor == "postgresql" and not connection.in_atomic_block:
+        scope = ",".join(str(pk) for pk in statement_scope)
     for _ in range(2):  # a second time only if the flow execution appeared between the insert and the look
-        inserted = _insert(values, id=id or uuid.uuid4())
+        inserted = _insert(values, id=id or uuid.uuid4(), scope=scope)
         if inserted is not None:
             post_save.send(sender=TaskOutput, instance=inserted, created=True, update_fields=None, raw=False,
                            using=inserted._state.db)  # fmt: skip
             return inserted, True
-        flow_execution = referenced_flow_execution(organization_id=organization_id, flow_execution_id=flow_execution_id)
-        if task_execution_id is not None:
-            referenced_task_execution(flow_execution=flow_execution, task_execution_id=task_execution_id)
-        if id is not None:
-            return replayed(TaskOutput.objects.filter(pk=id).first(), values), False
+        with tenant_scope(statement_scope) if scope is not None else nullcontext():
+            flow_execution = referenced_flow_execution(
+                organization_id=organization_id, flow_execution_id=flow_execution_id
+            )
+            if task_execution_id is not None:
+                referenced_task_execution(flow_execution=flow_execution, task_execution_id=task_execution_id)
+            if id is not None:
+                return replayed(TaskOutput.objects.filter(pk=id).first(), values), False
     raise RuntimeError("A task output could not be inserted although its references resolve.")
 
 
-def _insert(values: dict[str, Any], *, id: uuid.UUID) -> TaskOutput | None:
-    """The new task output, or None when nothing was inserted (references not found, or `id` taken)."""
+def _insert(values: dict[str, Any], *, id: uuid.UUID, scope: str | None) -> TaskOutput | None:
+    """The new task output, or None when nothing was inserted (references not found, or `id` taken).
+
+    `scope`: the organizations (comma-separated) to scope the statement to, or None for the current
+    transaction's (PostgreSQL; see task_output_create).
+    """
     now = timezone.now()
     task_execution_id = values["task_execution_id"]
     record = {"id": id, "created_at": values.get("created_at", now), "updated_at": now}
     record.update((name, values[name]) for name in _STORED)
     params = [_FIELDS[name].get_db_prep_save(value, connection) for name, value in record.items()]
     params.append(live.grace_start())  # the write position's (task_outputs.live)
-    references = ["flow_execution_id", "organization_id"] + (["task_execution_id"] if task_execution_id else [])
-    params += [_FIELDS[name].get_db_prep_save(values[name], connection) for name in references]
+    if connection.vendor == "postgresql":
+        sql = _INSERT_FUNCTION_CALL
+        params = [scope, *params, values["flow_execution_id"], values["organization_id"]]
+    else:
+        sql = _insert_sql(task_execution_id is not None)
+        references = ["flow_execution_id", "organization_id"] + (["task_execution_id"] if task_execution_id else [])
+        params += [_FIELDS[name].get_db_prep_save(values[name], connection) for name in references]
     try:
         with connection.cursor() as cursor:
-            cursor.execute(_insert_sql(connection.vendor, task_execution_id is not None), params)
+            cursor.execute(sql, params)
             row = cursor.fetchone()
     except IntegrityError:  # the flow execution was removed for good while this ran (admin can)
         if connection.in_atomic_block:
@@ -96,16 +120,17 @@ def _insert(values: dict[str, Any], *, id: uuid.UUID) -> TaskOutput | None:
     if row is None:
         return None
     flow_version, write_txid, write_horizon, cursor_horizon = row
-    output = TaskOutput(
+    stored = {
         **record,
-        organization_id=values["organization_id"],
-        flow_execution_id=values["flow_execution_id"],
-        flow_version=flow_version,
-        write_txid=write_txid,
-        write_horizon=write_horizon,
-        cursor_horizon=cursor_horizon,
-        revision=1,
-    )
+        "organization_id": values["organization_id"],
+        "flow_execution_id": values["flow_execution_id"],
+        "flow_version": flow_version,
+        "write_txid": write_txid,
+        "write_horizon": write_horizon,
+        "cursor_horizon": cursor_horizon,
+        "revision": 1,
+    }
+    output = TaskOutput(*(stored[name] for name in _FIELDS))  # positional, as from_db: Model.__init__'s fast path
     output._state.adding = False
     output._state.db = connection.alias
     return output
@@ -116,8 +141,16 @@ _STORED = ("task_execution_id", "task_name", "status", "summary", "output", "tag
 _FIELDS = {field.attname: field for field in TaskOutput._meta.concrete_fields}
 
 
+# PostgreSQL: the function of migration 0007, which holds the same INSERT as _insert_sql.
+_INSERT_FUNCTION_CALL = (
+    "SELECT flow_version, write_txid, write_horizon, cursor_horizon FROM superai_insert_task_output("
+    "%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+)
+
+
 @functools.cache
-def _insert_sql(vendor: str, with_task_execution: bool) -> str:
+def _insert_sql(with_task_execution: bool) -> str:
+    """SQLite's INSERT (PostgreSQL's is in superai_insert_task_output)."""
     task_execution = (
         "EXISTS (SELECT 1 FROM flow_executions_taskexecution task WHERE task.id = %s"
         " AND task.flow_execution_id = flow.id AND task.status <> 'deleted')"
@@ -128,7 +161,7 @@ def _insert_sql(vendor: str, with_task_execution: bool) -> str:
         INSERT INTO task_outputs_taskoutput (id, created_at, updated_at, task_execution_id, task_name, status,
             summary, output, tags, modified_by, write_txid, write_horizon, cursor_horizon,
             organization_id, flow_execution_id, flow_version, revision)
-        SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, {live.WRITE_POSITION_SQL[vendor]},
+        SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, {live.WRITE_POSITION_SQL["sqlite"]},
             flow.organization_id, flow.id, flow.flow_version, 1
         FROM flow_executions_flowexecution flow
         WHERE flow.id = %s AND flow.organization_id = %s AND flow.status <> 'deleted' AND {task_execution}

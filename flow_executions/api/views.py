@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.urls import reverse
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.response import Response
@@ -30,7 +29,7 @@ from flow_executions.services import (
     task_execution_create,
     task_execution_update,
 )
-from superai_flow.api import create_response, validated_body
+from superai_flow.api import create_response, detail_url, validated_body
 from superai_flow.authentication import caller_identity, require_organization, scope_to_caller
 from superai_flow.openapi import LOCATION, created, errors
 
@@ -69,7 +68,7 @@ class FlowExecutionViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         body = validated_body(request, FlowExecutionCreateSerializer)
         require_organization(request, body["organization_id"])
         flow_execution, created = flow_execution_create(**body)
-        location = reverse("flow-execution-detail", kwargs={"pk": flow_execution.pk})
+        location = detail_url("flow-execution-detail", flow_execution.pk)
         return create_response(FlowExecutionSerializer(flow_execution).data, created=created, location=location)
 
     def retrieve(self, request, pk=None):
@@ -117,7 +116,7 @@ class TaskExecutionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
         body = validated_body(request, TaskExecutionCreateSerializer)
         flow_execution = flow_execution_named_in(request, body)
         task_execution, created = task_execution_create(flow_execution=flow_execution, **body)
-        location = reverse("task-execution-detail", kwargs={"pk": task_execution.pk})
+        location = detail_url("task-execution-detail", task_execution.pk)
         return create_response(TaskExecutionSerializer(task_execution).data, created=created, location=location)
 
     def partial_update(self, request, pk=None):

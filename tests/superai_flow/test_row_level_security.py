@@ -21,11 +21,13 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import Q
 
 from flow_executions.models import FlowExecution, TaskExecution
+from superai_flow.exceptions import NotFound
 from superai_flow.json_queries import JSONArrayContainsAll
 from superai_flow.organizations.models import APIKey, Membership, Organization
 from superai_flow.organizations.services import api_key_create
 from superai_flow.tenancy import TENANT_TABLES, set_scope
 from task_outputs.models import TaskOutput
+from task_outputs.services import task_output_create
 from tests.e2e.servers import PROJECT_DIR
 from tests.helpers import bearer_client, drop_database, drop_role, server_admin, throwaway_name
 
@@ -161,7 +163,8 @@ def test_json_filters_keep_their_gin_index_under_row_level_security(crowded, as_
     assert found == 5
 
 
-def test_a_pooled_connection_carries_no_scope_into_the_next_request(as_runtime_role, world):
+@pytest.mark.parametrize("request_kind", ["list", "create"])
+def test_a_pooled_connection_carries_no_scope_into_the_next_request(as_runtime_role, world, request_kind):
     org_a, _, keys = world
     connection.close_pool()
     pool_options = connection.settings_dict["OPTIONS"]["pool"]
@@ -172,7 +175,15 @@ def test_a_pooled_connection_carries_no_scope_into_the_next_request(as_runtime_r
             backend = cursor.fetchone()[0]
         connection.close()  # back to the pool, as at the end of a request
 
-        listed = bearer_client(keys[org_a.id]).get("/api/v1/task-outputs").json()["results"]
+        client = bearer_client(keys[org_a.id])
+        if request_kind == "create":  # no request transaction: the INSERT's statement scopes itself
+            flow = client.get("/api/v1/flow-executions").json()["results"][0]["id"]
+            connection.close()
+            created = client.post("/api/v1/task-outputs", {"organization_id": str(org_a.id),
+                                                           "flow_execution_id": flow, "task_name": "x",
+                                                           "summary": {}})  # fmt: skip
+            assert created.status_code == 201, created.json()
+        listed = client.get("/api/v1/task-outputs").json()["results"]
 
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_backend_pid(), current_setting('superai.organization_ids', true)")
@@ -184,9 +195,34 @@ def test_a_pooled_connection_carries_no_scope_into_the_next_request(as_runtime_r
         connection.close_pool()
         connection.settings_dict["OPTIONS"]["pool"] = pool_options
 
-    assert len(listed) == 1  # the request itself saw its organization's output...
+    assert len(listed) == 1 + (request_kind == "create")  # the requests saw their organization's outputs...
     assert same_backend == backend  # ...on the very connection that is now reused...
     assert leftover in ("", None) and visible == 0  # ...which kept nothing of its scope
+
+
+def test_a_create_outside_a_transaction_is_scoped_by_the_callers_credentials_not_by_its_body(
+    as_runtime_role, world, flow_b
+):
+    """An API-key create runs as one statement scoped to `statement_scope`, the key's organizations
+    (TenantScopeMiddleware, task_outputs.services): a body naming another organization finds nothing
+    there even if the view's own check were missing, and no scope at all sees nothing."""
+    org_a, org_b, _ = world
+    body = {"organization_id": org_b.id, "flow_execution_id": flow_b.id, "task_name": "x", "summary": {}}
+    assert not connection.in_atomic_block
+
+    for scope in ([org_a.id], []):
+        with pytest.raises(NotFound):
+            task_output_create(**body, statement_scope=scope)
+    created, _ = task_output_create(**body, statement_scope=[org_b.id])
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting('superai.organization_ids', true)")
+        leftover = cursor.fetchone()[0]
+    with transaction.atomic():
+        set_scope([org_b.id])
+        stored = list(TaskOutput.objects.filter(flow_execution=flow_b).values_list("id", flat=True))
+    assert created.id in stored and len(stored) == 2  # the world's output of B, and this one
+    assert leftover in ("", None)  # the statement's scope ended with it
 
 
 def test_the_api_keeps_tenants_apart_under_the_runtime_role(as_runtime_role, world):
