@@ -1,8 +1,10 @@
-"""channels-redis's pub/sub layer, plus sending many group messages in one Redis round trip.
+"""channels-redis's pub/sub layer, plus sending many group messages in one Redis round trip, and a way
+to forget a consumer's channel.
 
 `group_send_many` is what the notification dispatcher (superai_flow/notifications.py) uses to keep
 up under load: instead of one PUBLISH round trip (and event-loop iteration) per message, a batch goes
-out as one pipeline of PUBLISH commands per shard, without MULTI/EXEC. Everything else is the parent
+out as one pipeline of PUBLISH commands per shard, without MULTI/EXEC. `clean_channel` is what the
+WebSocket consumers (task_outputs/consumers.py) call when they end. Everything else is the parent
 layer's, unchanged.
 """
 
@@ -37,3 +39,17 @@ class BatchingRedisPubSubChannelLayer(RedisPubSubChannelLayer):
                 for group_channel, payload in publishes:
                     pipeline.publish(group_channel, payload)
                 await pipeline.execute()
+
+    async def clean_channel(self, channel: str) -> None:
+        """Forget `channel` (from `new_channel`) once its consumer has ended: its queue and its subscription.
+
+        The parent layer forgets a channel only when a `receive` waiting on it is cancelled. A consumer
+        that ends while its last `receive` has returned a message it has not handled yet (one busy with a
+        long replay under steady traffic nearly always has one) leaves the queue behind for good, with the
+        channel's Redis subscription: a few kilobytes per connection, and, while the channel was still in
+        a group, every later message of that group (django/channels_redis#276, where upstream proposes a
+        method of this name). Safe to call for a channel already forgotten.
+        """
+        loop_layer = self._get_layer()
+        if loop_layer.channels.pop(channel, None) is not None:
+            await loop_layer._get_shard(channel).unsubscribe(channel)

@@ -87,18 +87,41 @@ class LiveFeedConsumer(AsyncWebsocketConsumer):
         WEBSOCKET_CLIENTS.inc()  # connected clients (superai_flow.metrics): from here to disconnect
         self.counted = True
 
-    async def disconnect(self, code: int) -> None:
+    async def __call__(self, scope, receive, send) -> None:
+        """Channels' consumer; then, however it ended, it leaves everything it joined.
+
+        `disconnect` runs only if the consumer reads the client's `websocket.disconnect`. One busy replaying
+        for a client that has left does not read it in time, and daphne cancels it after its
+        application_close_timeout (10 s); one that sends while the client closes ends with an error. Either
+        would otherwise keep its groups, heartbeat, credential watch and (channels-redis) channel, and every
+        later message of its groups would queue for a reader that never comes (the soak's server memory
+        growth, docs/operations.md). Shielded: daphne cancels an unfinished instance again every second.
+        """
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await asyncio.shield(self._leave())
+
+    async def _leave(self) -> None:
         if getattr(self, "counted", False):
             WEBSOCKET_CLIENTS.dec()
             self.counted = False
         credential_watch.unwatch(self)
         if self.heartbeat is not None:
             self.heartbeat.cancel()
+        channel_name = getattr(self, "channel_name", None)  # none when the channel layer could not be reached
         for group in self.joined:
             try:
-                await self.channel_layer.group_discard(group, self.channel_name)
+                await self.channel_layer.group_discard(group, channel_name)
             except Exception:
                 logger.warning("Could not leave %s", group, exc_info=True)
+        self.joined = ()
+        clean_channel = getattr(self.channel_layer, "clean_channel", None)  # the in-memory layer expires its own
+        if clean_channel is not None and channel_name is not None:
+            try:
+                await clean_channel(channel_name)
+            except Exception:
+                logger.warning("Could not unsubscribe %s", channel_name, exc_info=True)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         try:

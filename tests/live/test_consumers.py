@@ -7,13 +7,16 @@ import uuid
 
 import pytest
 from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
 from django.contrib.auth.models import User
 from django.db import transaction
 
 from flow_executions.lifecycle import Status
+from superai_flow import credential_watch
 from superai_flow.organizations.models import APIKey, Membership
 from superai_flow.organizations.services import api_key_create, api_key_revoke
 from task_outputs import live
+from task_outputs.consumers import LiveFeedConsumer
 from task_outputs.services import task_output_create
 from tests.live.conftest import close_code, communicator, group_members, next_message, open_socket
 
@@ -373,3 +376,53 @@ async def test_disconnecting_leaves_the_group(dispatcher, flow_a, key_a):
     await watcher.disconnect()
 
     assert group_members(f"flow_execution.{flow_a.id}") == set()
+
+
+async def test_a_consumer_the_server_cancels_leaves_everything_it_joined(dispatcher, flow_a, key_a):
+    # daphne cancels a consumer still running 10 s after its client left (one busy replaying, say):
+    # it never reads `websocket.disconnect`, and used to stay in its group, watched, beating.
+    socket = await open_socket(flow_path(flow_a), key=key_a)
+    group = f"flow_execution.{flow_a.id}"
+    assert len(group_members(group)) == 1
+
+    socket.future.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await socket.future
+    await asyncio.sleep(0)  # the cancelled heartbeat finishes
+
+    assert group_members(group) == set()
+    assert not credential_watch._feeds.get(asyncio.get_running_loop())
+    beating = [task for task in asyncio.all_tasks() if task.get_coro().__qualname__ == "LiveFeedConsumer._beat"]
+    assert beating == []
+
+
+@pytest.mark.redis
+async def test_a_consumer_that_ends_with_a_message_unread_forgets_its_channel(dispatcher, flow_a, key_a, monkeypatch):
+    release = asyncio.Event()
+
+    async def long_replay(self, horizon):
+        await release.wait()
+
+    monkeypatch.setattr(LiveFeedConsumer, "replay", long_replay)
+    socket = await open_socket(flow_path(flow_a), key=key_a)
+    group = f"flow_execution.{flow_a.id}"
+    [channel] = group_members(group)
+    layer = get_channel_layer()
+    loop_layer = layer._get_layer()
+    await socket.send_json_to({"type": "resume", "after": live.encode_cursor(1)})
+
+    # While it replays, two messages come (Channels takes the first off the channel's queue at once) and
+    # the client leaves: after the replay it handles the first, then reads the second and the
+    # disconnection together, and stops with the second unhandled.
+    for n in range(2):
+        await layer.group_send(group, {"type": "task_output.created", "text": f'{{"n": {n}}}'})
+    await socket.send_input({"type": "websocket.disconnect", "code": 1000})
+    async with asyncio.timeout(5):
+        while loop_layer.channels[channel].qsize() < 1:
+            await asyncio.sleep(0.01)
+    release.set()
+    await socket.wait(timeout=5)
+
+    assert group_members(group) == set()
+    assert channel not in loop_layer.channels  # its queue, which channels-redis kept when no receive was waiting
+    assert channel not in loop_layer._get_shard(channel)._subscribed_to
