@@ -49,7 +49,8 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 # --- Serving over HTTPS (production; docs/security.md) ---------------------------------------------
 HTTPS = env_bool("HTTPS", False)  # set when users reach the service over https:// only
 SECURE_SSL_REDIRECT = HTTPS
-SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]  # load balancers probe over plain HTTP
+# Load balancers probe, and Prometheus scrapes (loopback or METRICS_TOKEN), over plain HTTP inside the network.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = HTTPS
 if env_bool("TRUST_X_FORWARDED_PROTO", False):  # only behind a proxy that sets the header itself
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
@@ -160,7 +161,7 @@ GC_THRESHOLD_0 = env_int("GC_THRESHOLD_0", 10_000, minimum=100)
 # Worker threads per server process that run requests' middleware and views (superai_flow/handlers.py).
 # Few: request work is CPU-bound, and every extra thread competes with the event loop (WebSockets, the
 # notification dispatcher, reading and writing HTTP) for the interpreter lock. docs/performance.md.
-SERVER_THREADS = env_int("SERVER_THREADS", 2, minimum=1)
+SERVER_THREADS = env_int("SERVER_THREADS", 1, minimum=1)
 # On SIGTERM a server process stops accepting connections and waits up to this long for the requests
 # it is answering before it closes the rest (superai_flow.handlers.drain_before_shutdown). Keep it
 # under the process manager's stop timeout (supervisord.conf's stopwaitsecs: 20).

@@ -35,11 +35,26 @@ def connections_per_process(pids: list[int], port: int) -> dict[int, int]:
     return counts
 
 
+async def watchers_on_every_process(serve, key: str, path: str, count: int) -> list:
+    """At least `count` watchers of `path`, with some on every daphne process.
+
+    The kernel hands each connection on the shared socket to whichever process accepts it first and may
+    give one process a whole run of them (an idle process wins every accept), so connect in concurrent
+    batches, which keep both busy, until every process holds watchers; at most five batches.
+    """
+    sockets = []
+    for _ in range(5):
+        sockets += await asyncio.gather(*(watch(serve, key, path) for _ in range(max(count // 2, 2))))
+        if len(sockets) >= count and all(connections_per_process(serve.daphnes(), serve.port).values()):
+            break
+    return sockets
+
+
 @pytest.mark.asyncio
 @pytest.mark.redis
 async def test_every_process_serves_and_live_messages_reach_watchers_on_each(serve, tenant):
     flow_id = new_flow(serve, tenant)
-    sockets = [await watch(serve, tenant[1], f"/ws/flow-executions/{flow_id}/") for _ in range(24)]
+    sockets = await watchers_on_every_process(serve, tenant[1], f"/ws/flow-executions/{flow_id}/", 24)
     try:
         per_process = connections_per_process(serve.daphnes(), serve.port)
         assert len(per_process) == 2 and all(per_process.values()), per_process  # both processes hold watchers
@@ -94,7 +109,7 @@ def test_serve_refuses_several_processes_without_redis(tmp_path):
 async def test_watchers_of_a_killed_process_resume_elsewhere_without_a_gap(serve, tenant):
     flow_id = new_flow(serve, tenant)
     path = f"/ws/flow-executions/{flow_id}/"
-    sockets = [await watch(serve, tenant[1], path) for _ in range(12)]
+    sockets = await watchers_on_every_process(serve, tenant[1], path, 12)
     assert all(connections_per_process(serve.daphnes(), serve.port).values())
     seen: list[set[str]] = [set() for _ in sockets]
     cursors: list[str | None] = [None] * len(sockets)

@@ -53,11 +53,11 @@ def test_production_cookies_are_secure_and_plain_http_is_redirected(settings, cl
     settings.SECURE_SSL_REDIRECT = settings.SESSION_COOKIE_SECURE = settings.CSRF_COOKIE_SECURE = True
 
     redirect = client.get("/login/")
-    probes = [client.get("/healthz"), client.get("/readyz")]
+    probes = [client.get("/healthz"), client.get("/readyz"), client.get("/metrics")]
     page = client.get("/login/", secure=True)
 
     assert redirect.status_code == 301 and redirect["Location"].startswith("https://")
-    assert [probe.status_code for probe in probes] == [200, 200]  # load balancers probe over plain HTTP
+    assert [probe.status_code for probe in probes] == [200, 200, 200]  # probes and scrapes come over plain HTTP
     assert page.cookies["csrftoken"]["secure"] and page.cookies["csrftoken"]["httponly"]
 
 
