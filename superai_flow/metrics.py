@@ -67,6 +67,7 @@ from prometheus_client.exposition import choose_encoder  # noqa: E402
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead  # noqa: E402
 
 from superai_flow.errors import error_payload  # noqa: E402
+from superai_flow.tenancy import outside_tenant_scope  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -341,6 +342,7 @@ def allowed(request: HttpRequest) -> bool:
     return _bearer_token_matches(request)
 
 
+@outside_tenant_scope
 @require_GET
 @never_cache
 def metrics(request: HttpRequest) -> HttpResponse:

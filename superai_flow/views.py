@@ -25,6 +25,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from superai_flow.notifications import get_dispatcher
+from superai_flow.tenancy import outside_tenant_scope
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ def home(request: HttpRequest) -> HttpResponse:
     return render(request, "home.html")
 
 
+@outside_tenant_scope
 @require_GET
 @never_cache
 def health(request: HttpRequest) -> JsonResponse:
@@ -45,6 +47,7 @@ def health(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
 
 
+@outside_tenant_scope
 @require_GET
 @never_cache
 def ready(request: HttpRequest) -> JsonResponse:

@@ -74,6 +74,14 @@ def test_healthz_makes_no_queries(client, db, django_assert_num_queries):
         assert client.get("/healthz").status_code == 200
 
 
+@pytest.mark.postgres
+def test_probes_of_a_signed_in_browser_open_no_tenant_transaction(client, django_user_model, django_assert_num_queries):
+    client.force_login(django_user_model.objects.create_user("prober"))
+    with django_assert_num_queries(0):  # the session and user are read only when a view asks for them
+        assert client.get("/healthz").status_code == 200
+        assert client.get("/metrics").status_code == 200
+
+
 def test_healthz_answers_when_the_database_is_unreachable(client, db, monkeypatch):
     def unreachable(self):
         raise OperationalError("connection refused")
