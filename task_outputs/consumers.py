@@ -10,14 +10,18 @@ authenticated; 4403 forbidden; 4404 no such flow execution for this caller.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import uuid
+import weakref
 from typing import Any
 from urllib.parse import parse_qs
 
+from autobahn.exception import Disconnected
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.db.models import QuerySet
@@ -38,18 +42,63 @@ logger = logging.getLogger(__name__)
 
 CLOSE_MALFORMED = 4400
 CLOSE_NOT_FOUND = 4404
+CLOSE_INTERNAL_ERROR = 1011
 CLOSE_TRY_AGAIN_LATER = 1013
-REPLAY_BATCH = 200
+REPLAY_BATCH = 500
+REPLAYS_AT_ONCE = 2  # per process; the others wait their turn, in order
 RESUMED = json.dumps({"type": "resumed"})
 RESYNC_REQUIRED = json.dumps({"type": "resync_required"})
 HEARTBEAT = json.dumps({"type": "heartbeat"})
 
+_replay_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
+
+
+def replay_slot() -> asyncio.Semaphore:
+    """The replays of this process (its event loop) take turns: REPLAYS_AT_ONCE run, the others wait in order.
+
+    Every database_sync_to_async call of a process runs in one thread. Replays that all ran at once shared
+    it batch by batch, so under load each took as long as all of them together, outlasted its client, and
+    none reached `resumed`. Taking turns, a replay that starts finishes quickly, and one whose client
+    leaves while it waits costs nothing (docs/operations.md, "Soak").
+    """
+    loop = asyncio.get_running_loop()
+    slot = _replay_slots.get(loop)
+    if slot is None:
+        slot = _replay_slots[loop] = asyncio.Semaphore(REPLAYS_AT_ONCE)
+    return slot
+
 
 class LiveFeedConsumer(AsyncWebsocketConsumer):
-    """What both feeds share; subclasses choose the groups (`open_feed`) and the rows a resume replays."""
+    """What both feeds share; subclasses choose the groups (`open_feed`) and the rows a resume replays.
+
+    A replay runs as a task of its own, so that the consumer goes on reading the client: when the client
+    leaves, the replay is cancelled at once instead of running on, for nobody, until daphne kills the
+    consumer. Live messages that arrive meanwhile wait and follow `resumed`, in the order they came.
+    """
 
     joined: tuple[str, ...] = ()
     heartbeat: asyncio.Task | None = None
+    replaying: asyncio.Task | None = None
+    held: list[str]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.released = asyncio.Event()  # clear while a replay runs
+        self.released.set()
+
+    @property
+    def channel_receive(self):
+        """Channels' reading of the consumer's channel, paused while a replay runs: the live messages that
+        come meanwhile wait in the channel layer, one copy per process for all its consumers, not one each."""
+        return self._receive_between_replays
+
+    @channel_receive.setter
+    def channel_receive(self, receive) -> None:
+        self._layer_receive = receive
+
+    async def _receive_between_replays(self) -> dict[str, Any]:
+        await self.released.wait()
+        return await self._layer_receive()
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         """Channels' dispatch without its per-message trip to a thread to close stale database connections.
@@ -87,15 +136,29 @@ class LiveFeedConsumer(AsyncWebsocketConsumer):
         WEBSOCKET_CLIENTS.inc()  # connected clients (superai_flow.metrics): from here to disconnect
         self.counted = True
 
+    async def send(self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False) -> None:
+        """Channels' send, except that a message to a socket the client is closing is dropped, as daphne drops
+        those to a closed one: the consumer ends when its `websocket.disconnect` arrives, a moment later."""
+        with contextlib.suppress(Disconnected):
+            await super().send(text_data, bytes_data, close)
+
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        """The client has gone: stop now (`__call__` stops a replay and leaves the groups).
+
+        Channels' own handler would first wait for a trip to the thread that runs every
+        database_sync_to_async call of the process, behind the replays' batches.
+        """
+        raise StopConsumer
+
     async def __call__(self, scope, receive, send) -> None:
         """Channels' consumer; then, however it ended, it leaves everything it joined.
 
-        `disconnect` runs only if the consumer reads the client's `websocket.disconnect`. One busy replaying
-        for a client that has left does not read it in time, and daphne cancels it after its
-        application_close_timeout (10 s); one that sends while the client closes ends with an error. Either
-        would otherwise keep its groups, heartbeat, credential watch and (channels-redis) channel, and every
-        later message of its groups would queue for a reader that never comes (the soak's server memory
-        growth, docs/operations.md). Shielded: daphne cancels an unfinished instance again every second.
+        It ends when it reads the client's `websocket.disconnect` (at once: replays run beside the reading),
+        when daphne cancels it (an instance still running application_close_timeout, 10 s, after its client
+        left), or on an error. Whichever way, it would otherwise keep its groups, heartbeat, credential watch,
+        replay and (channels-redis) channel, and every later message of its groups would queue for a reader
+        that never comes (the soak's server memory growth, docs/operations.md). Shielded: daphne cancels an
+        unfinished instance again every second.
         """
         try:
             await super().__call__(scope, receive, send)
@@ -103,6 +166,9 @@ class LiveFeedConsumer(AsyncWebsocketConsumer):
             await asyncio.shield(self._leave())
 
     async def _leave(self) -> None:
+        if self.replaying is not None:
+            self.replaying.cancel()
+            self.replaying = None
         if getattr(self, "counted", False):
             WEBSOCKET_CLIENTS.dec()
             self.counted = False
@@ -136,7 +202,37 @@ class LiveFeedConsumer(AsyncWebsocketConsumer):
         except live.InvalidCursor:
             await self.close(code=CLOSE_MALFORMED)
             return
-        await self.replay(horizon)
+        if self.replaying is None:
+            self.held = []  # what the channel read while the replay began
+            self.released.clear()
+        self.replaying = asyncio.create_task(self._replay_then_release(horizon, self.replaying))
+
+    async def _replay_then_release(self, horizon: int, previous: asyncio.Task | None) -> None:
+        """The replay, after any earlier one of this connection; then the live messages held meanwhile."""
+        if previous is not None:
+            await asyncio.wait([previous])
+        try:
+            async with replay_slot():
+                await self.replay(horizon)
+        except Exception:
+            logger.exception("Replay failed; closing the WebSocket")
+            await self.close(code=CLOSE_INTERNAL_ERROR)
+            return
+        if self.replaying is not asyncio.current_task():
+            return  # a later resume replays next and then releases
+        while self.held:
+            texts, self.held = self.held, []
+            for text in texts:
+                await self.send(text_data=text)
+        self.replaying = None
+        self.released.set()
+
+    async def forward(self, text: str) -> None:
+        """A live message: to the client, or held until the replay in progress has ended."""
+        if self.replaying is not None:
+            self.held.append(text)
+        else:
+            await self.send(text_data=text)
 
     async def replay(self, horizon: int) -> None:
         """Every row written since `horizon`, in transaction order, then `resumed` (or `resync_required`)."""
@@ -161,16 +257,26 @@ class LiveFeedConsumer(AsyncWebsocketConsumer):
         with self.scoped():
             return live.written_since(self.replay_rows(), horizon)[: limit + 1].count() > limit
 
-    def _replay_batch(self, horizon: int, after: tuple[int, uuid.UUID] | None):
+    def _replay_batch(self, horizon: int, after: tuple[int, uuid.UUID] | None) -> tuple[list[str], tuple | None]:
+        """The next REPLAY_BATCH texts after `after`, and where the next batch starts (None: this was the last).
+
+        One query for the positions; the rows themselves only for texts not made already (`replay_texts`).
+        """
         rows = live.written_since(self.replay_rows(), horizon)
         if after is not None:
             txid, pk = after
             rows = rows.filter(write_txid__gte=txid).exclude(write_txid=txid, id__lte=pk)
+        cache = self.replay_texts
         with self.scoped():
-            batch = list(rows[:REPLAY_BATCH])
-            texts = [self.replay_text(row) for row in batch]
-        last = (batch[-1].write_txid, batch[-1].id) if len(batch) == REPLAY_BATCH else None
-        return texts, last
+            batch = list(rows.values_list("write_txid", "id", "revision")[:REPLAY_BATCH])
+            texts = {pk: cache.get(pk, revision) for _, pk, revision in batch}
+            missing = [pk for pk, text in texts.items() if text is None]
+            if missing:
+                for row in TaskOutput.objects.filter(pk__in=missing):  # a newer revision may come: newer data
+                    texts[row.id] = text = self.replay_text(row)
+                    cache.put(row, text)
+        last = batch[-1][:2] if len(batch) == REPLAY_BATCH else None
+        return [text for text in texts.values() if text is not None], last
 
     async def _beat(self) -> None:
         while True:
@@ -191,6 +297,11 @@ class LiveFeedConsumer(AsyncWebsocketConsumer):
 
     def replay_text(self, row: TaskOutput) -> str:
         raise NotImplementedError
+
+    # The texts `replay_text` made, shared by the feed's consumers of a process: as many as the longest replay,
+    # since a replay longer than the cache misses on its oldest rows every time (in the soak, with 5,000,
+    # replays of 70 s of writes slowed down until clients stopped reaching `resumed`).
+    replay_texts: live.ReplayTexts
 
 
 class FlowExecutionFeedConsumer(LiveFeedConsumer):
@@ -220,11 +331,13 @@ class FlowExecutionFeedConsumer(LiveFeedConsumer):
             organization_id=self.flow_execution.organization_id, flow_execution_id=self.flow_execution.id
         )
 
+    replay_texts = live.ReplayTexts(settings.WS_MAX_REPLAY)
+
     def replay_text(self, row: TaskOutput) -> str:
         return live.flow_message(row, live.replay_event_type(row))
 
     async def task_output_created(self, event: dict[str, Any]) -> None:
-        await self.send(text_data=event["text"])
+        await self.forward(event["text"])
 
     task_output_updated = task_output_created
     flow_execution_updated = task_output_created
@@ -303,13 +416,15 @@ class SummaryFeedConsumer(LiveFeedConsumer):
             rows = rows.filter(JSONArrayContainsAll("tags", list(self.tags)))
         return rows
 
+    replay_texts = live.ReplayTexts(settings.WS_MAX_REPLAY)
+
     def replay_text(self, row: TaskOutput) -> str:
         return live.summary_message(row)
 
     async def task_output_summary(self, event: dict[str, Any]) -> None:
         if self._wanted(event["task_name"], event["status"], event["tags"]):
-            await self.send(text_data=event["text"])
+            await self.forward(event["text"])
 
     async def flow_execution_updated(self, event: dict[str, Any]) -> None:
         """Status changes of the organization's flow executions, whatever the filters."""
-        await self.send(text_data=event["text"])
+        await self.forward(event["text"])

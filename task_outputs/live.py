@@ -27,6 +27,8 @@ import base64
 import binascii
 import json
 import re
+import threading
+import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -129,6 +131,44 @@ def summary_message(output: TaskOutput, data: dict[str, Any] | None = None) -> s
 
 def replay_event_type(output: TaskOutput) -> str:
     return "task_output.created" if output.revision == 1 else "task_output.updated"
+
+
+class ReplayTexts:
+    """The replay texts of the rows a process replayed last, so that clients resuming over the same recent
+    rows do not each load and encode them again.
+
+    Every resume repeats at least LIVE_CURSOR_GRACE_SECONDS of writes, so under load each recent row is
+    replayed by every client that resumes within that time: the soak (docs/operations.md) replayed each row
+    about a hundred times per process. A text is kept with the row's `revision` (a later write of the row
+    misses), at most `size` of them; the first kept is dropped first, and a row written no later than the last
+    one dropped is not kept, so that a replay from far back cannot push out the recent rows every other replay
+    needs. Shared by the threads that run database_sync_to_async calls.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.texts: dict[uuid.UUID, tuple[int, int, str]] = {}  # id -> (revision, write_txid, text)
+        self.floor = 0  # the write_txid of the last text dropped
+        self.lock = threading.Lock()
+
+    def get(self, pk: uuid.UUID, revision: int) -> str | None:
+        entry = self.texts.get(pk)
+        return entry[2] if entry is not None and entry[0] == revision else None
+
+    def put(self, output: TaskOutput, text: str) -> None:
+        with self.lock:
+            if output.write_txid <= self.floor:
+                return
+            self.texts.pop(output.id, None)
+            self.texts[output.id] = (output.revision, output.write_txid, text)
+            while len(self.texts) > self.size:
+                _, txid, _ = self.texts.pop(next(iter(self.texts)))
+                self.floor = max(self.floor, txid)
+
+    def clear(self) -> None:
+        with self.lock:
+            self.texts.clear()
+            self.floor = 0
 
 
 def notify_saved(output: TaskOutput, *, created: bool) -> None:

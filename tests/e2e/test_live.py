@@ -18,6 +18,7 @@ from websockets.exceptions import ConnectionClosed
 
 from superai_flow.organizations.models import APIKey
 from superai_flow.organizations.services import api_key_revoke
+from task_outputs.services import task_output_create
 from tests.e2e.servers import DaphneServer, RedisServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
@@ -196,3 +197,34 @@ async def test_a_key_revoked_while_its_socket_is_open_closes_it_within_5_seconds
 
     assert closed.value.rcvd.code == 4401
     assert time.monotonic() - revoked < 5
+
+
+async def test_clients_that_leave_mid_replay_end_their_consumers_cleanly(daphne_server, tenant):
+    flow_id = new_flow(daphne_server, tenant)
+    path = f"/ws/flow-executions/{flow_id}/"
+    cursor = httpx.get(
+        f"{daphne_server.url}/api/v1/task-outputs", params={"flow_execution_id": flow_id}, headers=headers(tenant[1])
+    ).headers["X-Live-Cursor"]
+
+    def write_many() -> set[str]:
+        fields = {"organization_id": tenant[0], "flow_execution_id": flow_id, "summary": {}, "output": "x" * 500}
+        return {str(task_output_create(task_name=f"t{n}", **fields)[0].id) for n in range(2000)}
+
+    written = await database_sync_to_async(write_many)()
+    log_before = len(daphne_server.output())
+
+    # Each leaves after the first message of its replay, while the server is still sending the rest.
+    for _ in range(8):
+        async with watch(daphne_server, tenant[1], path) as socket:
+            await socket.send(json.dumps({"type": "resume", "after": cursor}))
+            assert (await next_message(socket))["type"] == "task_output.created"
+    async with watch(daphne_server, tenant[1], path) as socket:
+        await socket.send(json.dumps({"type": "resume", "after": cursor}))
+        replayed = set()
+        while (message := await next_message(socket))["type"] != "resumed":
+            replayed.add(message["data"]["id"])
+
+    assert replayed == written
+    await asyncio.sleep(0.5)
+    log = daphne_server.output()[log_before:]
+    assert "Exception inside application" not in log and "closed protocol" not in log, log[-3000:]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 
 import pytest
@@ -15,9 +16,10 @@ from flow_executions.lifecycle import Status
 from superai_flow import credential_watch
 from superai_flow.organizations.models import APIKey, Membership
 from superai_flow.organizations.services import api_key_create, api_key_revoke
-from task_outputs import live
+from task_outputs import consumers, live
 from task_outputs.consumers import LiveFeedConsumer
-from task_outputs.services import task_output_create
+from task_outputs.models import TaskOutput
+from task_outputs.services import task_output_create, task_output_update
 from tests.live.conftest import close_code, communicator, group_members, next_message, open_socket
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
@@ -398,31 +400,210 @@ async def test_a_consumer_the_server_cancels_leaves_everything_it_joined(dispatc
 
 @pytest.mark.redis
 async def test_a_consumer_that_ends_with_a_message_unread_forgets_its_channel(dispatcher, flow_a, key_a, monkeypatch):
-    release = asyncio.Event()
+    busy, release = asyncio.Event(), asyncio.Event()
 
-    async def long_replay(self, horizon):
+    async def slow_forward(self, text):
+        busy.set()
         await release.wait()
 
-    monkeypatch.setattr(LiveFeedConsumer, "replay", long_replay)
+    monkeypatch.setattr(LiveFeedConsumer, "forward", slow_forward)
     socket = await open_socket(flow_path(flow_a), key=key_a)
     group = f"flow_execution.{flow_a.id}"
     [channel] = group_members(group)
     layer = get_channel_layer()
     loop_layer = layer._get_layer()
-    await socket.send_json_to({"type": "resume", "after": live.encode_cursor(1)})
 
-    # While it replays, two messages come (Channels takes the first off the channel's queue at once) and
-    # the client leaves: after the replay it handles the first, then reads the second and the
-    # disconnection together, and stops with the second unhandled.
+    # While it is busy with a first message, a second comes and the client leaves: then it reads the
+    # second and the disconnection together, and stops with the second unhandled.
     for n in range(2):
         await layer.group_send(group, {"type": "task_output.created", "text": f'{{"n": {n}}}'})
-    await socket.send_input({"type": "websocket.disconnect", "code": 1000})
     async with asyncio.timeout(5):
+        await busy.wait()
         while loop_layer.channels[channel].qsize() < 1:
             await asyncio.sleep(0.01)
+    await socket.send_input({"type": "websocket.disconnect", "code": 1000})
+    await asyncio.sleep(0.05)
     release.set()
     await socket.wait(timeout=5)
 
     assert group_members(group) == set()
     assert channel not in loop_layer.channels  # its queue, which channels-redis kept when no receive was waiting
     assert channel not in loop_layer._get_shard(channel)._subscribed_to
+
+
+# --- Replays that take a while -------------------------------------------------------------------
+
+
+def slow_batches(monkeypatch, seconds: float) -> list[tuple[float, str]]:
+    """Make each replay batch take `seconds` more (in its database thread), two rows a batch; when each
+    batch started, and for which consumer (its channel)."""
+    started: list[tuple[float, str]] = []
+    replay_batch = LiveFeedConsumer._replay_batch
+
+    def slow(self, horizon, after):
+        started.append((time.monotonic(), self.channel_name))
+        time.sleep(seconds)
+        return replay_batch(self, horizon, after)
+
+    monkeypatch.setattr(LiveFeedConsumer, "_replay_batch", slow)
+    monkeypatch.setattr(consumers, "REPLAY_BATCH", 2)
+    return started
+
+
+async def replayed(socket) -> list[str]:
+    """The ids a resume replays, up to `resumed`."""
+    ids = []
+    while (message := await next_message(socket))["type"] != "resumed":
+        ids.append(message["data"]["id"])
+    return ids
+
+
+async def test_a_consumer_whose_client_leaves_mid_replay_stops_at_once_and_leaves_its_groups(
+    dispatcher, flow_a, key_a, monkeypatch
+):
+    cursor = live.encode_cursor(await database_sync_to_async(live.current_horizon)())
+    for _ in range(20):
+        await create_output(flow_a)
+    batches = slow_batches(monkeypatch, 0.2)
+    socket = await open_socket(flow_path(flow_a), key=key_a)
+    group = f"flow_execution.{flow_a.id}"
+
+    await socket.send_json_to({"type": "resume", "after": cursor})
+    assert (await next_message(socket))["type"] == "task_output.created"  # the replay is under way
+    left = time.monotonic()
+    await socket.send_input({"type": "websocket.disconnect", "code": 1000})
+    await socket.wait(timeout=1)
+    ended = time.monotonic()
+
+    # It ended without waiting for the rest of the replay (10 batches of 0.2 s), and queries no more batches.
+    assert ended - left < 0.5
+    assert group_members(group) == set()
+    assert not credential_watch._feeds.get(asyncio.get_running_loop())
+    await asyncio.sleep(0.3)
+    assert len(batches) <= 2 and all(start < ended for start, _ in batches)
+
+
+async def test_live_messages_that_arrive_during_a_replay_follow_resumed_in_order(
+    dispatcher, flow_a, key_a, monkeypatch
+):
+    cursor = live.encode_cursor(await database_sync_to_async(live.current_horizon)())
+    missed = [await create_output(flow_a, task_name=f"missed-{i}") for i in range(5)]
+    slow_batches(monkeypatch, 0.3)
+    socket = await open_socket(flow_path(flow_a), key=key_a)
+
+    await socket.send_json_to({"type": "resume", "after": cursor})
+    during = [await create_output(flow_a, task_name=f"live-{i}") for i in range(3)]
+    names = []
+    while (message := await next_message(socket))["type"] != "resumed":
+        names.append(message["data"]["task_name"])
+    after_resumed = [(await next_message(socket))["data"]["task_name"] for _ in during]
+
+    # The replay may already include rows written while it ran; the live messages come after `resumed`.
+    assert names[: len(missed)] == [output.task_name for output in missed]
+    assert set(names[len(missed) :]) <= {output.task_name for output in during}
+    assert after_resumed == [output.task_name for output in during]
+    await socket.disconnect()
+
+
+async def test_the_feed_serves_live_messages_again_after_a_replay(dispatcher, flow_a, key_a):
+    cursor = live.encode_cursor(await database_sync_to_async(live.current_horizon)())
+    socket = await open_socket(flow_path(flow_a), key=key_a)
+    await socket.send_json_to({"type": "resume", "after": cursor})
+    assert (await next_message(socket))["type"] == "resumed"
+
+    output = await create_output(flow_a)
+
+    assert (await next_message(socket))["data"]["id"] == str(output.id)
+    await socket.disconnect()
+
+
+async def test_the_replays_of_a_process_take_turns(dispatcher, flow_a, key_a, monkeypatch):
+    monkeypatch.setattr(consumers, "REPLAYS_AT_ONCE", 1)
+    cursor = live.encode_cursor(await database_sync_to_async(live.current_horizon)())
+    written = [str((await create_output(flow_a)).id) for _ in range(5)]
+    batches = slow_batches(monkeypatch, 0.05)
+    first, second = [await open_socket(flow_path(flow_a), key=key_a) for _ in range(2)]
+
+    for socket in (first, second):
+        await socket.send_json_to({"type": "resume", "after": cursor})
+    assert await replayed(first) == written
+    assert await replayed(second) == written
+
+    # One replay at a time: every batch of the first before any of the second.
+    consumers_in_order = [channel for _, channel in batches]
+    assert len(set(consumers_in_order)) == 2
+    assert consumers_in_order == sorted(consumers_in_order, key=consumers_in_order.index)
+    for socket in (first, second):
+        await socket.disconnect()
+
+
+async def test_a_replay_waiting_its_turn_is_dropped_when_its_client_leaves(dispatcher, flow_a, key_a, monkeypatch):
+    monkeypatch.setattr(consumers, "REPLAYS_AT_ONCE", 1)
+    cursor = live.encode_cursor(await database_sync_to_async(live.current_horizon)())
+    written = [str((await create_output(flow_a)).id) for _ in range(5)]
+    batches = slow_batches(monkeypatch, 0.1)
+    busy, leaving = [await open_socket(flow_path(flow_a), key=key_a) for _ in range(2)]
+
+    await busy.send_json_to({"type": "resume", "after": cursor})
+    await next_message(busy)  # its replay holds the turn
+    await leaving.send_json_to({"type": "resume", "after": cursor})
+    await leaving.send_input({"type": "websocket.disconnect", "code": 1000})
+    await leaving.wait(timeout=0.5)
+
+    assert len(await replayed(busy)) == len(written) - 1
+    assert len({channel for _, channel in batches}) == 1  # the one that left never queried
+    await busy.disconnect()
+
+
+# --- Replay texts ---------------------------------------------------------------------------------
+
+
+async def test_a_replay_reuses_the_texts_earlier_replays_made_and_remakes_changed_rows(
+    dispatcher, flow_a, key_a, monkeypatch
+):
+    feed = consumers.FlowExecutionFeedConsumer
+    monkeypatch.setattr(feed, "replay_texts", live.ReplayTexts(100))
+    made = []
+    replay_text = feed.replay_text
+
+    def counting(self, row):
+        made.append(row.task_name)
+        return replay_text(self, row)
+
+    monkeypatch.setattr(feed, "replay_text", counting)
+    cursor = live.encode_cursor(await database_sync_to_async(live.current_horizon)())
+    outputs = [await create_output(flow_a, task_name=f"t{n}") for n in range(3)]
+
+    async def resume() -> list[dict]:
+        socket = await open_socket(flow_path(flow_a), key=key_a)
+        await socket.send_json_to({"type": "resume", "after": cursor})
+        messages = []
+        while (message := await next_message(socket))["type"] != "resumed":
+            messages.append(message)
+        await socket.disconnect()
+        return messages
+
+    first = await resume()
+    await database_sync_to_async(lambda: task_output_update(task_output=outputs[0], actor="test", tags=["retagged"]))()
+    second = await resume()
+
+    assert sorted(made[:3]) == ["t0", "t1", "t2"]
+    assert made[3:] == ["t0"]  # the second replay made only the changed row's text again
+    assert [m["data"]["task_name"] for m in first] == ["t0", "t1", "t2"]
+    assert [(m["type"], m["data"]["task_name"], m["data"]["tags"]) for m in second] == [
+        ("task_output.created", "t1", []),
+        ("task_output.created", "t2", []),
+        ("task_output.updated", "t0", ["retagged"]),
+    ]
+
+
+async def test_replay_texts_keep_the_newest_rows_up_to_their_size():
+    texts = live.ReplayTexts(2)
+    rows = [TaskOutput(id=uuid.uuid4(), revision=1, write_txid=txid) for txid in (10, 11, 12)]
+    for row in rows:
+        texts.put(row, f"text {row.write_txid}")
+
+    assert [texts.get(row.id, 1) for row in rows] == [None, "text 11", "text 12"]
+    texts.put(rows[0], "text 10")  # older than what was dropped: a far-behind replay keeps nothing
+    assert texts.get(rows[0].id, 1) is None and texts.get(rows[1].id, 1) == "text 11"
+    assert texts.get(rows[2].id, 2) is None  # another revision of the row
