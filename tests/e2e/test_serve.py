@@ -38,16 +38,19 @@ def connections_per_process(pids: list[int], port: int) -> dict[int, int]:
 async def watchers_on_every_process(serve, key: str, path: str, count: int) -> list:
     """At least `count` watchers of `path`, with some on every daphne process.
 
-    The kernel hands each connection on the shared socket to whichever process accepts it first and may
-    give one process a whole run of them (an idle process wins every accept), so connect in concurrent
-    batches, which keep both busy, until every process holds watchers; at most five batches.
+    `serve` answers once one process does; another may still be starting, and the kernel hands each
+    connection on the shared socket to whichever listening process accepts it first (an idle one may win
+    a whole run of them). So connect in concurrent batches, which keep both busy, until every process
+    holds watchers, for up to 30 s.
     """
     sockets = []
-    for _ in range(5):
+    deadline = time.monotonic() + 30
+    while True:
         sockets += await asyncio.gather(*(watch(serve, key, path) for _ in range(max(count // 2, 2))))
-        if len(sockets) >= count and all(connections_per_process(serve.daphnes(), serve.port).values()):
-            break
-    return sockets
+        spread = all(connections_per_process(serve.daphnes(), serve.port).values())
+        if (len(sockets) >= count and spread) or time.monotonic() > deadline:
+            return sockets
+        await asyncio.sleep(0.2)
 
 
 @pytest.mark.asyncio
