@@ -68,6 +68,11 @@ def json_problem(value: Any, max_depth: int) -> tuple[str, str, str] | None:
 REJECT = object()
 
 
+def _null_or_reject(field: serializers.Field, value: Any) -> Any:
+    """`accept`'s answer for a value of the wrong type: None stays None where the field allows null."""
+    return None if value is None and field.allow_null else REJECT
+
+
 class StrictCharField(serializers.CharField):
     """A JSON string, stored as sent (no trimming). `not_blank` also refuses whitespace-only text."""
 
@@ -96,10 +101,8 @@ class StrictCharField(serializers.CharField):
     )
 
     def accept(self, value):
-        if value is None:
-            return None if self.allow_null else REJECT
         if not isinstance(value, str):
-            return REJECT
+            return _null_or_reject(self, value)
         if value == "":
             return "" if self.allow_blank else REJECT
         if (
@@ -124,10 +127,8 @@ class StrictUUIDField(serializers.UUIDField):
             self.fail("invalid")
 
     def accept(self, value):
-        if value is None:
-            return None if self.allow_null else REJECT
         if not isinstance(value, str):
-            return REJECT
+            return _null_or_reject(self, value)
         try:
             return uuid.UUID(value)
         except ValueError:
@@ -193,10 +194,8 @@ class AwareDateTimeField(serializers.DateTimeField):
         return parse_aware_timestamp(value, fail=self.fail)
 
     def accept(self, value):
-        if value is None:
-            return None if self.allow_null else REJECT
         if not isinstance(value, str):
-            return REJECT
+            return _null_or_reject(self, value)
         try:
             return parse_aware_timestamp(value, fail=self.fail)
         except ValidationError:
