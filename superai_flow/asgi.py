@@ -13,6 +13,7 @@ from superai_flow.handlers import (  # noqa: E402
     drain_before_shutdown,
     pass_request_bodies_through,
     settle_garbage_collector,
+    skip_twisted_access_log,
 )
 
 django_asgi_app = ASGIHandler()
@@ -35,5 +36,6 @@ application = AttachDispatcher(
 )
 
 pass_request_bodies_through()
+skip_twisted_access_log()
 drain_before_shutdown()
 settle_garbage_collector()

@@ -5,6 +5,8 @@ messages go to a bounded queue and the request goes on without waiting. A single
 sends them to the channel layer in order: it takes everything queued, up to BATCH_SIZE messages, and
 sends the batch in one call of the layer's `group_send_many` (superai_flow/channel_layer.py: one Redis
 round trip), or, for a layer without it (the in-memory one), one message at a time with `group_send`.
+Under steady traffic it sends a batch at most every NOTIFY_BATCH_INTERVAL_MS, so that a round trip
+carries several creates' messages; after a quiet spell the first message goes at once.
 Each attempt is bounded by a timeout and retried with backoff, the whole remaining batch at once;
 a message too old to retry is dropped with a log line and counted.
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import contextvars
 import logging
 import threading
 import time
@@ -60,6 +63,7 @@ class Dispatcher:
         drain_seconds: float,
         backoff: tuple[float, float] = (0.05, 2.0),
         batch_size: int = BATCH_SIZE,
+        interval: float = 0.0,
     ):
         self.max_queue = max_queue
         self.send_timeout = send_timeout
@@ -67,6 +71,8 @@ class Dispatcher:
         self.drain_seconds = drain_seconds
         self.backoff = backoff
         self.batch_size = batch_size
+        self.interval = interval
+        self._last_batch = -interval
         self.counters: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -79,11 +85,24 @@ class Dispatcher:
     # --- Producer side (any thread) -------------------------------------------------------------
 
     def submit(self, messages: Iterable[tuple[str, dict[str, Any]]]) -> None:
-        """Queue messages for sending; never blocks and never raises."""
+        """Queue messages for sending; never blocks and never raises.
+
+        Inside `held_for_the_loop` they wait for the end of the block instead.
+        """
         items = [_Item(group, message, time.monotonic() + self.max_age) for group, message in messages]
+        held = _held.get()
+        if held is not None:
+            held.extend(items)
+            return
+        self._hand_over(items)
+
+    def _hand_over(self, items: list[_Item]) -> None:
         try:
             loop = self._running_loop()
-            loop.call_soon_threadsafe(self._enqueue, items)
+            if loop is _current_loop():
+                self._enqueue(items)
+            else:
+                loop.call_soon_threadsafe(self._enqueue, items)
         except Exception as exc:  # a closed loop at shutdown, say: count and log, never fail the writer
             for item in items:
                 self._drop(item, f"dispatcher unavailable ({exc!r})")
@@ -144,9 +163,13 @@ class Dispatcher:
             layer = get_channel_layer()
             while True:
                 batch = [await self._queue.get()]
+                wait = self._last_batch + self.interval - time.monotonic()
+                if wait > 0:  # a batch went out moments ago: let more arrive rather than send one by one
+                    await asyncio.sleep(wait)
                 while len(batch) < self.batch_size and not self._queue.empty():
                     batch.append(self._queue.get_nowait())
                 self._current = batch
+                self._last_batch = time.monotonic()
                 await self._deliver(layer, batch)
         except asyncio.CancelledError:
             raise
@@ -292,9 +315,40 @@ def get_dispatcher() -> Dispatcher:
                     send_timeout=settings.NOTIFY_SEND_TIMEOUT_SECONDS,
                     max_age=settings.NOTIFY_MAX_AGE_SECONDS,
                     drain_seconds=settings.NOTIFY_DRAIN_SECONDS,
+                    interval=settings.NOTIFY_BATCH_INTERVAL_MS / 1000,
                 )
                 atexit.register(_dispatcher.drain)
     return _dispatcher
+
+
+_held: contextvars.ContextVar[list[_Item] | None] = contextvars.ContextVar("held_notifications", default=None)
+
+
+def _current_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+@contextlib.contextmanager
+def held_for_the_loop():
+    """Hold what is submitted in this context (and in copies of it made inside the block, such as a worker
+    thread's) until the block ends, then queue it from here.
+
+    The HTTP handler (superai_flow/handlers.py) runs a request's sync work in a worker thread inside this
+    block on the event loop: the messages a request commits then join the dispatcher's queue on the loop
+    itself, as the response comes back, instead of waking the loop once more from the worker thread (a
+    create's two live messages cost one such wake-up each). The messages still go out only after commit.
+    """
+    items: list[_Item] = []
+    token = _held.set(items)
+    try:
+        yield
+    finally:
+        _held.reset(token)
+        if items:
+            get_dispatcher()._hand_over(items)
 
 
 def send_on_commit(messages: list[tuple[str, dict[str, Any]]]) -> None:

@@ -210,6 +210,7 @@ NOTIFY_MAX_QUEUE = env_int("NOTIFY_MAX_QUEUE", 10_000, minimum=1)
 NOTIFY_SEND_TIMEOUT_SECONDS = env_int("NOTIFY_SEND_TIMEOUT_SECONDS", 2, minimum=1)
 NOTIFY_MAX_AGE_SECONDS = env_int("NOTIFY_MAX_AGE_SECONDS", 30, minimum=1)
 NOTIFY_DRAIN_SECONDS = env_int("NOTIFY_DRAIN_SECONDS", 5, minimum=0)
+NOTIFY_BATCH_INTERVAL_MS = env_int("NOTIFY_BATCH_INTERVAL_MS", 5, minimum=0)
 # How far back the cursors of live messages reach (task_outputs.live): the longest a message may take
 # to arrive (NOTIFY_MAX_AGE_SECONDS), plus room for clock differences between servers.
 LIVE_CURSOR_GRACE_SECONDS = env_int("LIVE_CURSOR_GRACE_SECONDS", NOTIFY_MAX_AGE_SECONDS + 10, minimum=0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import subprocess
 import time
@@ -165,6 +166,46 @@ async def test_a_burst_goes_out_in_order_in_one_round_trip_per_batch(settings, m
     finally:
         dispatcher.close()
         await layer.group_discard("burst", channel)
+        redis.stop()
+
+
+@pytest.mark.redis
+@pytest.mark.asyncio
+async def test_under_steady_traffic_a_batch_goes_out_at_most_once_per_interval(settings, monkeypatch):
+    redis = RedisServer().start()
+    settings.CHANNEL_LAYERS = pubsub_layer(redis.url)
+    pipelines: list[tuple[float, int]] = []  # (when, how many messages) of each round trip
+    execute = Pipeline.execute
+
+    async def counted_execute(self, *args, **kwargs):
+        pipelines.append((time.monotonic(), len(self.command_stack)))
+        return await execute(self, *args, **kwargs)
+
+    monkeypatch.setattr(Pipeline, "execute", counted_execute)
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    await layer.group_add("steady", channel)
+    dispatcher = Dispatcher(max_queue=100, send_timeout=2, max_age=30, drain_seconds=0, interval=0.25)
+    dispatcher.attach(asyncio.get_running_loop())
+    try:
+        await layer.group_send("steady", {"type": "t.probe"})  # the subscription is in place once this is back
+        assert (await asyncio.wait_for(layer.receive(channel), 5))["type"] == "t.probe"
+
+        started = time.monotonic()
+        for n in range(12):  # a message every 20 ms
+            dispatcher.submit([("steady", {"type": "t.message", "n": n})])
+            await asyncio.sleep(0.02)
+        received = [(await asyncio.wait_for(layer.receive(channel), 5))["n"] for _ in range(12)]
+
+        assert received == list(range(12))
+        # The first, after a quiet spell, went at once; the rest waited for the interval and went together.
+        assert pipelines[0][1] == 1 and pipelines[0][0] - started < 0.15
+        assert sum(size for _, size in pipelines) == 12 and len(pipelines) <= 3
+        gaps = [later[0] - earlier[0] for earlier, later in itertools.pairwise(pipelines)]
+        assert min(gaps) > 0.25 - 0.02, gaps
+    finally:
+        dispatcher.close()
+        await layer.group_discard("steady", channel)
         redis.stop()
 
 

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
 import threading
 
 import pytest
 from asgiref.testing import ApplicationCommunicator
+from channels.layers import get_channel_layer
 from django.core import signals
 from django.db.backends.signals import connection_created
 
-from superai_flow.handlers import ASGIHandler, settle_garbage_collector
+from superai_flow import notifications
+from superai_flow.handlers import ASGIHandler, settle_garbage_collector, skip_twisted_access_log
+from superai_flow.notifications import AttachDispatcher, Dispatcher
 
 
 async def call(application, method: str, path: str, body: dict | None = None, key: str = "") -> tuple[int, dict]:
@@ -78,6 +82,42 @@ async def test_a_request_does_all_its_sync_work_in_one_worker_thread(key_a, flow
     assert len(set.union(*threads_per_request)) <= 2
 
 
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_a_creates_live_messages_join_the_queue_on_the_event_loop_without_a_wake_up(
+    key_a, flow_a, settings, monkeypatch
+):
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    dispatcher = Dispatcher(max_queue=100, send_timeout=1, max_age=30, drain_seconds=0)
+    monkeypatch.setattr(notifications, "_dispatcher", dispatcher)
+    application = AttachDispatcher(ASGIHandler())
+    loop = asyncio.get_running_loop()
+    wake_ups = []  # what the worker thread scheduled on the loop for the dispatcher
+    call_soon_threadsafe = loop.call_soon_threadsafe
+
+    def counted(callback, *args, **kwargs):
+        if getattr(callback, "__self__", None) is dispatcher:
+            wake_ups.append(callback.__name__)
+        return call_soon_threadsafe(callback, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "call_soon_threadsafe", counted)
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    await layer.group_add(notifications.flow_group(flow_a.id), channel)
+    body = {"organization_id": str(flow_a.organization_id), "flow_execution_id": str(flow_a.id),
+            "task_name": "t", "summary": {"n": 1}}  # fmt: skip
+    try:
+        status, created = await call(application, "POST", "/api/v1/task-outputs", body, key_a)
+
+        assert status == 201, created
+        message = await asyncio.wait_for(layer.receive(channel), 5)
+        assert message["type"] == "task_output.created" and json.loads(message["text"])["data"]["id"] == created["id"]
+        assert wake_ups == []
+    finally:
+        dispatcher.close()
+        application.app.executor.shutdown()
+
+
 def test_settling_the_collector_freezes_what_start_up_loaded(settings):
     settings.GC_FREEZE = True
     settings.GC_THRESHOLD_0 = 12_345
@@ -100,3 +140,26 @@ def test_the_collector_can_be_left_as_it_is(settings):
 
     assert gc.get_freeze_count() == frozen
     assert gc.get_threshold() == before
+
+
+def test_twisted_writes_no_second_access_log_line_per_request():
+    """daphne logs each request itself; Twisted's own combined-log line per request was formatted and discarded."""
+    from daphne.http_protocol import HTTPFactory
+    from twisted.logger import globalLogPublisher
+    from twisted.web.http import Request
+    from twisted.web.test.requesthelper import DummyChannel
+
+    skip_twisted_access_log()
+    factory = HTTPFactory(server=None)
+    factory.startFactory()
+    request = Request(DummyChannel())
+    request.method, request.uri, request.clientproto, request.code = b"POST", b"/api/v1/task-outputs", b"HTTP/1.1", 201
+    events = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        factory.log(request)
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+        factory.stopFactory()
+
+    assert events == []
