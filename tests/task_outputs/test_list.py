@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from django.db import connection
 
 from flow_executions.lifecycle import Status
 from flow_executions.models import TaskExecution
@@ -321,6 +322,40 @@ def test_pagination_is_stable_while_rows_are_inserted_between_pages(client_a, fl
 
     assert len(seen) == len(set(seen)), "a row was returned twice"
     assert original <= set(seen), "a row that existed before the first page was skipped"
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("ordering", ["created_at", "-created_at"])
+def test_a_deep_page_seeks_the_index_instead_of_reading_the_rows_before_it(client_a, flow_a, ordering):
+    fields = {"organization": flow_a.organization, "flow_execution": flow_a, "flow_version": 1, "task_name": "bulk"}
+    # Two rows per millisecond: ties, broken by id.
+    TaskOutput.objects.bulk_create(
+        TaskOutput(**fields, summary={}, created_at=T0 + timedelta(milliseconds=i // 2)) for i in range(3000)
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE task_outputs_taskoutput")
+    url = f"{URL}?page_size=500&ordering={ordering}"
+    for _ in range(4):  # to the fifth page: 2,000 rows before it
+        url = client_a.get(url).json()["next"]
+    plans = []
+
+    def explain(execute, sql, params, many, context):
+        if sql.startswith("SELECT") and 'FROM "task_outputs_taskoutput"' in sql and "LIMIT" in sql:
+            raw = context["cursor"].cursor  # psycopg's own cursor: not through this wrapper again
+            raw.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", params)
+            plans.append(raw.fetchone()[0][0]["Plan"])
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(explain):
+        page = client_a.get(url).json()
+
+    assert len(page["results"]) == 500 and len(plans) == 1
+    nodes, stack = [], [plans[0]]
+    while stack:
+        nodes.append(stack.pop())
+        stack += nodes[-1].get("Plans", [])
+    assert any("ROW(created_at, id)" in node.get("Index Cond", "") for node in nodes), plans
+    assert max(node.get("Rows Removed by Filter", 0) for node in nodes) == 0, plans
 
 
 def test_pagination_links_keep_the_filters(client_a, flow_a, make_output):
