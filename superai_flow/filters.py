@@ -177,7 +177,7 @@ class StrictFilterBackend(DjangoFilterBackend):
         if getattr(view, "action", None) != "list":
             return queryset
         filterset = self.get_filterset(request, queryset, view)
-        accepted = set(getattr(view.paginator, "query_params", ()))
+        accepted = set(getattr(view.paginator, "query_params", ())) | set(getattr(view, "extra_query_params", ()))
         json_fields = ()
         if filterset is not None:
             accepted |= set(filterset.filters)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
-from rest_framework import mixins, status, viewsets
+from rest_framework import status, viewsets
 from rest_framework.response import Response
 
 from superai_flow.api import create_response, detail_url, validated_body
@@ -20,6 +20,8 @@ from task_outputs.api.serializers import (
     TaskOutputChangeSerializer,
     TaskOutputCreateSerializer,
     TaskOutputSerializer,
+    represent,
+    requested_fields,
     task_output_data,
 )
 from task_outputs.selectors import visible_task_outputs
@@ -35,6 +37,12 @@ LIVE_CURSOR = OpenApiParameter(
 TAG = OpenApiParameter(
     "tag", str, many=True, explode=True, description="Repeatable: every tag given must be present (commas are text)."
 )
+FIELDS = OpenApiParameter(
+    "fields",
+    str,
+    description="Only these keys of each record, comma-separated (`id,task_name,summary.pages`); a `summary.<path>` "
+    "entry returns `summary` reduced to those paths. An unknown name is a 422.",
+)
 LIST_NOTES = """Also filters on values inside `summary`: `summary.<key>[.<key>...]=<value>` (JSON equality; plain
 text when the value is not JSON) and `summary.<path>__gt|__gte|__lt|__lte=<number>`. `after=<live cursor>`
 returns what was written since that cursor, oldest first. Unknown parameters are refused (422)."""
@@ -44,10 +52,14 @@ returns what was written since that cursor, oldest first. Unknown parameters are
     list=extend_schema(
         summary="List task outputs",
         description=LIST_NOTES,
-        parameters=[LIVE_CURSOR, TAG],
+        parameters=[LIVE_CURSOR, TAG, FIELDS],
         responses={200: TaskOutputSerializer(many=True), **errors(422)},
     ),
-    retrieve=extend_schema(summary="Read one task output", responses={200: TaskOutputSerializer, **errors(404)}),
+    retrieve=extend_schema(
+        summary="Read one task output",
+        parameters=[FIELDS],
+        responses={200: TaskOutputSerializer, **errors(404, 422)},
+    ),
     create=extend_schema(
         summary="Create a task output",
         description="Send your own `id` to make retries safe: the same payload again answers 200, another 409.",
@@ -62,13 +74,26 @@ returns what was written since that cursor, oldest first. Unknown parameters are
     ),
     destroy=extend_schema(summary="Soft-delete a task output", responses={204: None, **errors(404, 409)}),
 )
-class TaskOutputViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class TaskOutputViewSet(viewsets.GenericViewSet):
     serializer_class = TaskOutputSerializer
     filterset_class = TaskOutputFilterSet
     pagination_class = LiveKeysetPagination
+    extra_query_params = ("fields",)  # besides the filters and pagination (superai_flow.filters)
 
     def get_queryset(self):
         return scope_to_caller(visible_task_outputs(), self.request)
+
+    def list(self, request):
+        fields = requested_fields(request)
+        queryset = self.filter_queryset(self.get_queryset())
+        if fields is not None:
+            queryset = queryset.only(*fields.columns)  # e.g. no `output`, which may be large, unless asked for
+        page = self.paginate_queryset(queryset)
+        return self.get_paginated_response([represent(output, fields) for output in page])
+
+    def retrieve(self, request, pk=None):
+        fields = requested_fields(request)
+        return Response(represent(self.get_object(), fields))
 
     # API-key creates run without a request transaction (TenantScopeMiddleware): the service scopes its
     # INSERT's own statement to the key's organization, one round trip in all (docs/performance.md).

@@ -8,6 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from flow_executions.lifecycle import Status
 from flow_executions.models import TaskExecution
@@ -438,3 +439,72 @@ def test_get_one_of_a_deleted_output_is_404(client_a, flow_a, make_output):
     output = make_output(flow_a, status=Status.DELETED)
 
     error_of(client_a.get(f"{URL}/{output.id}"), 404, "not_found")
+
+
+# --- fields= -------------------------------------------------------------------------------------------------
+
+
+def test_fields_returns_only_the_keys_asked_for_in_the_records_order(client_a, flow_a, make_output):
+    for pages in range(3):
+        make_output(flow_a, summary={"pages": pages, "words": 10, "stats": {"rows": pages}})
+
+    page = client_a.get(URL, {"fields": "created_at,summary.pages,id,task_name", "page_size": 2}).json()
+    rest = client_a.get(page["next"]).json()
+
+    records = page["results"] + rest["results"]
+    assert [list(record) for record in records] == [["id", "task_name", "summary", "created_at"]] * 3
+    assert [record["summary"] for record in records] == [{"pages": 2}, {"pages": 1}, {"pages": 0}]
+    assert "fields=" in page["next"]
+
+
+def test_fields_keeps_nested_summary_paths_and_leaves_out_missing_ones(client_a, flow_a, make_output):
+    output = make_output(flow_a, summary={"stats": {"rows": 5, "cols": 2}, "label": "ok"})
+    text = make_output(flow_a, summary="plain text")
+
+    def summaries(fields: str) -> dict[str, object]:
+        return {r["id"]: r["summary"] for r in client_a.get(URL, {"fields": fields}).json()["results"]}
+
+    assert summaries("id,summary.stats.rows,summary.nothing.here") == {str(output.id): {"stats": {"rows": 5}},
+                                                                       str(text.id): {}}  # fmt: skip
+    assert summaries("id,summary.stats,summary.stats.rows")[str(output.id)] == {"stats": {"rows": 5, "cols": 2}}
+    assert summaries("id,summary,summary.label")[str(output.id)] == output.summary
+    assert list(client_a.get(URL, {"fields": "status"}).json()["results"][0]) == ["status"]
+
+
+def test_fields_on_one_output(client_a, flow_a, make_output):
+    output = make_output(flow_a, summary={"pages": 3, "words": 10})
+
+    response = client_a.get(f"{URL}/{output.id}", {"fields": "id,summary.words"})
+
+    assert response.status_code == 200
+    assert response.json() == {"id": str(output.id), "summary": {"words": 10}}
+
+
+@pytest.mark.parametrize(
+    ("fields", "code"),
+    [
+        ("id,bogus", "unknown_field"),
+        ("id,,status", "blank"),
+        ("summary.", "invalid_path"),
+        ("summary..x", "invalid_path"),
+        (",".join(["id"] * 51), "too_many"),
+    ],
+)
+def test_fields_refuses_what_it_does_not_know(client_a, flow_a, make_output, fields, code):
+    output = make_output(flow_a)
+
+    for path in (URL, f"{URL}/{output.id}"):
+        response = client_a.get(path, {"fields": fields})
+        error_of(response, 422, "validation_error")
+        assert detail_codes(response) == {"fields": code}
+
+
+def test_fields_without_output_does_not_read_it(client_a, flow_a, make_output):
+    make_output(flow_a, status="completed", output={"text": "x" * 10_000})
+
+    with CaptureQueriesContext(connection) as queries:
+        records = client_a.get(URL, {"fields": "id,status"}).json()["results"]
+
+    assert records == [{"id": records[0]["id"], "status": "completed"}]
+    listed = [q["sql"] for q in queries.captured_queries if 'FROM "task_outputs_taskoutput"' in q["sql"]]
+    assert listed and all('"task_outputs_taskoutput"."output"' not in sql for sql in listed)
