@@ -18,7 +18,15 @@ from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema_field
 from rest_framework.exceptions import ErrorDetail, ValidationError
 
-from superai_flow.json_queries import COMPARISONS, JSONArrayContainsAll, JSONPathCompare, JSONPathEquals
+from superai_flow.json_queries import (
+    COMPARISONS,
+    JSONArrayContainsAll,
+    JSONPathCompare,
+    JSONPathEquals,
+    JSONPathKind,
+    JSONPathNumber,
+    JSONPathText,
+)
 from superai_flow.serializers import TIMESTAMP_ERRORS, json_problem, parse_aware_timestamp, text_problem
 
 
@@ -114,6 +122,61 @@ class KeysetOrderingFilter(django_filters.ChoiceFilter):
         if not value:
             return qs
         return qs.order_by(value, "-id" if value.startswith("-") else "id")
+
+
+# The names ordering by a JSON value annotates rows with (superai_flow.json_queries; read by KeysetPagination).
+ORDER_KIND, ORDER_NUMBER, ORDER_TEXT = "_order_kind", "_order_number", "_order_text"
+
+
+class JSONOrderingFormField(forms.CharField):
+    """`<field>`, `-<field>`, `<column>.<path>` or `-<column>.<path>`: (descending, column or None, path or field)."""
+
+    def __init__(self, *, ordered_field: str, column: str, **kwargs):
+        self.field_name, self.column = ordered_field, column
+        super().__init__(strip=False, **kwargs)
+
+    def to_python(self, value):
+        value = super().to_python(value)
+        if not value:
+            return None
+        name = value.removeprefix("-")
+        if name == self.field_name:
+            return value.startswith("-"), None, name
+        column, dot, path_text = name.partition(".")
+        path = path_text.split(".")
+        if column == self.column and dot and all(path) and not any(text_problem(key) for key in path):
+            return value.startswith("-"), column, path
+        raise DjangoValidationError(
+            f"Use {self.field_name}, -{self.field_name}, {self.column}.<path> or -{self.column}.<path> "
+            f"(dotted keys for nested objects).",
+            code="invalid_choice",
+        )
+
+
+class JSONKeysetOrderingFilter(KeysetOrderingFilter):
+    """KeysetOrderingFilter that also orders by the value at a path in a JSON column: numbers (numerically),
+    then strings, then records without either there, in both directions; ties by `field_name`, then id."""
+
+    field_class = JSONOrderingFormField
+
+    def __init__(self, *, field_name: str, column: str, **kwargs):
+        # The form field gets the filter's extra arguments: the field it may order by, and the JSON column.
+        django_filters.Filter.__init__(self, field_name=field_name, ordered_field=field_name, column=column, **kwargs)
+
+    def filter(self, qs, value):
+        if not value:
+            return qs
+        descending, column, path = value
+        sign = "-" if descending else ""
+        if column is None:
+            return qs.order_by(f"{sign}{path}", f"{sign}id")
+        keys = {
+            ORDER_KIND: JSONPathKind(column, path),
+            ORDER_NUMBER: JSONPathNumber(column, path),
+            ORDER_TEXT: JSONPathText(column, path),
+        }
+        then = (f"{sign}{ORDER_NUMBER}", f"{sign}{ORDER_TEXT}", f"{sign}{self.field_name}", f"{sign}id")
+        return qs.annotate(**keys).order_by(ORDER_KIND, *then)  # the kind ascending: the rest last either way
 
 
 class StrictFilterSet(django_filters.FilterSet):

@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import NotSupportedError
-from django.db.models import BooleanField, Expression, F
+from django.db.models import BooleanField, Expression, F, Field, IntegerField, TextField
 
 COMPARISONS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 
@@ -115,3 +115,98 @@ class JSONPathCompare(_JSONCondition):
             f"{self.operator} %s"
         )
         return sql, [*params, path, *params, path, self.number]
+
+
+class _JSONPathValue(Expression):
+    """A value computed from what is at `path` (object keys) in the JSON `column`; never an error on odd data."""
+
+    def __init__(self, column: str, path: list[str], output_field):
+        super().__init__(output_field=output_field)
+        self.column = F(column)
+        self.path = list(path)
+
+    def get_source_expressions(self):
+        return [self.column]
+
+    def set_source_expressions(self, exprs):
+        (self.column,) = exprs
+
+    def as_sql(self, compiler, connection):
+        raise NotSupportedError(f"JSON values support PostgreSQL and SQLite, not {connection.vendor}.")
+
+
+# Ordering by a JSON value (`ordering=summary.<path>`) sorts by three keys, none of them NULL, so that a
+# keyset condition can compare them like any column: the kind (numbers, then strings, then the rest), the
+# number (0 when not one) and the string ('' when not one).
+
+
+class JSONPathKind(_JSONPathValue):
+    """0 when the value at `path` is a number, 1 when a string, 2 when anything else or missing."""
+
+    def __init__(self, column: str, path: list[str]):
+        super().__init__(column, path, IntegerField())
+
+    def as_postgresql(self, compiler, connection):
+        lhs, params = compiler.compile(self.column)
+        sql = f"(CASE jsonb_typeof({lhs} #> %s::text[]) WHEN 'number' THEN 0 WHEN 'string' THEN 1 ELSE 2 END)"
+        return sql, [*params, self.path]
+
+    def as_sqlite(self, compiler, connection):
+        lhs, params = compiler.compile(self.column)
+        sql = f"(CASE json_type({lhs}, %s) WHEN 'integer' THEN 0 WHEN 'real' THEN 0 WHEN 'text' THEN 1 ELSE 2 END)"
+        return sql, [*params, _sqlite_path(self.path)]
+
+
+class JSONNumberField(Field):
+    """A JSON number as the database gives it, unconverted: a Decimal from PostgreSQL's `numeric` (exact, however
+    large), an int or a float from SQLite. `to_python` reads it back from a cursor (a Decimal as text)."""
+
+    def to_python(self, value):
+        if isinstance(value, str):
+            value = Decimal(value)
+            if not value.is_finite():
+                raise ValueError("not a finite number")
+        elif isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+            raise ValueError("not a number")
+        return value
+
+
+class JSONPathNumber(_JSONPathValue):
+    """The number at `path`, else 0."""
+
+    def __init__(self, column: str, path: list[str]):
+        super().__init__(column, path, JSONNumberField())
+
+    def as_postgresql(self, compiler, connection):
+        lhs, params = compiler.compile(self.column)
+        value = f"({lhs} #> %s::text[])"
+        sql = f"COALESCE(CASE WHEN jsonb_typeof({value}) = 'number' THEN {value}::numeric END, 0)"
+        return sql, [*params, self.path, *params, self.path]
+
+    def as_sqlite(self, compiler, connection):
+        lhs, params = compiler.compile(self.column)
+        path = _sqlite_path(self.path)
+        sql = f"COALESCE(CASE WHEN json_type({lhs}, %s) IN ('integer', 'real') THEN json_extract({lhs}, %s) END, 0)"
+        return sql, [*params, path, *params, path]
+
+
+class JSONPathText(_JSONPathValue):
+    """The string at `path`, else ''; compared in code point order ('B' before 'a') on both databases."""
+
+    def __init__(self, column: str, path: list[str]):
+        super().__init__(column, path, TextField())
+
+    def as_postgresql(self, compiler, connection):
+        lhs, params = compiler.compile(self.column)
+        # Code point order, as SQLite (and Python) compare strings, whatever the database's collation.
+        sql = (
+            f"(COALESCE(CASE WHEN jsonb_typeof({lhs} #> %s::text[]) = 'string' THEN {lhs} #>> %s::text[] END, '')"
+            f' COLLATE "C")'
+        )
+        return sql, [*params, self.path, *params, self.path]
+
+    def as_sqlite(self, compiler, connection):
+        lhs, params = compiler.compile(self.column)
+        path = _sqlite_path(self.path)
+        sql = f"COALESCE(CASE WHEN json_type({lhs}, %s) = 'text' THEN json_extract({lhs}, %s) END, '')"
+        return sql, [*params, path, *params, path]

@@ -12,12 +12,14 @@ import binascii
 import json
 import uuid
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db.models import F, QuerySet
+from django.db.models import F, Q, QuerySet, Value
 from django.db.models.fields.tuple_lookups import Tuple, TupleGreaterThan, TupleLessThan
+from django.db.models.lookups import Exact, GreaterThan, LessThan
 from rest_framework.exceptions import ErrorDetail, ValidationError
 from rest_framework.pagination import BasePagination
 from rest_framework.response import Response
@@ -36,26 +38,23 @@ class KeysetPagination(BasePagination):
     def paginate_queryset(self, queryset: QuerySet, request, view=None):
         self.request = request
         page_size = self._page_size(request)
-        ordering = (queryset.query.order_by or queryset.model._meta.ordering)[0]
-        self.field = ordering.lstrip("-")
-        self.ordering = ordering
-        descending = ordering.startswith("-")
+        order_by = list(queryset.query.order_by or queryset.model._meta.ordering)
+        # The keys rows are ordered by, (name, descending), ending with the primary key: a total order.
+        self.keys = [(name.lstrip("-"), name.startswith("-")) for name in order_by]
+        if self.keys[-1][0] not in ("id", "pk"):
+            self.keys.append(("id", self.keys[-1][1]))
+        self.ordering = request.query_params.get("ordering") or order_by[0]
         cursor = request.query_params.get("cursor")
         if cursor is not None:
-            position, backwards, self.carry = self._decode(cursor, queryset.model)
+            position, backwards, self.carry = self._decode(cursor, queryset)
         else:
             position, backwards, self.carry = None, False, self.begin()
 
         # Walking backwards means walking the opposite order, then reversing the page.
-        step_down = descending != backwards
+        walk = [(name, descending != backwards) for name, descending in self.keys]
         if position is not None:
-            # A row-value comparison, (key, id) < (value, pk): PostgreSQL seeks the (..., key, id) index to the
-            # position instead of reading every row before it (a deep page cost as much as all pages before).
-            # SQLite gets Django's equivalent OR/AND form.
-            past = TupleLessThan if step_down else TupleGreaterThan
-            queryset = queryset.filter(past(Tuple(F(self.field), F("pk")), position))
-        prefix = "-" if step_down else ""
-        rows = list(queryset.order_by(f"{prefix}{self.field}", f"{prefix}pk")[: page_size + 1])
+            queryset = queryset.filter(self._past(queryset, walk, position))
+        rows = list(queryset.order_by(*(f"-{name}" if down else name for name, down in walk))[: page_size + 1])
         more = len(rows) > page_size
         rows = rows[:page_size]
         if backwards:
@@ -69,6 +68,23 @@ class KeysetPagination(BasePagination):
             self.next_position = self._position(last) if more else None
             self.previous_position = (self._position(first) if first else position) if position else None
         return rows
+
+    @staticmethod
+    def _past(queryset: QuerySet, walk: list[tuple[str, bool]], position: tuple) -> Q:
+        """Rows after `position` in the order `walk` ((name, descending) per key)."""
+        downs = {down for _, down in walk}
+        if len(downs) == 1 and not any(name in queryset.query.annotations for name, _ in walk):
+            # A row-value comparison, (key, id) < (value, pk): PostgreSQL seeks the (..., key, id) index to the
+            # position instead of reading every row before it (a deep page cost as much as all pages before).
+            # SQLite gets Django's equivalent OR/AND form.
+            past = TupleLessThan if downs.pop() else TupleGreaterThan
+            return Q(past(Tuple(*(F(name) for name, _ in walk)), position))
+        # Keys in mixed directions (or computed ones): k1 beyond v1, or k1 = v1 and (k2 beyond v2, or ...).
+        condition = Q(pk__in=[])
+        for (name, down), value in reversed(list(zip(walk, position, strict=True))):
+            beyond = (LessThan if down else GreaterThan)(F(name), Value(value))
+            condition = Q(beyond) | (Q(Exact(F(name), Value(value))) & condition)
+        return condition
 
     def begin(self) -> dict[str, Any]:
         """What a traversal settles on its first page and keeps in its cursors; nothing by default."""
@@ -113,35 +129,49 @@ class KeysetPagination(BasePagination):
             raise _invalid("page_size", f"Must be an integer from 1 to {maximum}.")
         return int(raw)
 
-    def _position(self, row) -> tuple[Any, uuid.UUID]:
-        return getattr(row, self.field), row.pk
+    def _position(self, row) -> tuple:
+        return tuple(getattr(row, name) for name, _ in self.keys)
 
     def _link(self, position, backwards: bool) -> str | None:
         if position is None:
             return None
-        value, pk = position
-        key = value.isoformat() if isinstance(value, datetime) else value
-        document = {"o": self.ordering, "k": [key, str(pk)], "b": backwards, "x": self.carry}
+        values = [_cursor_value(value) for value in position]
+        document = {"o": self.ordering, "k": values, "b": backwards, "x": self.carry}
         token = base64.urlsafe_b64encode(json.dumps(document, separators=(",", ":")).encode()).decode().rstrip("=")
         return replace_query_param(self.request.build_absolute_uri(), "cursor", token)
 
-    def _decode(self, token: str, model) -> tuple[tuple[Any, uuid.UUID], bool, dict[str, Any]]:
+    def _decode(self, token: str, queryset: QuerySet) -> tuple[tuple, bool, dict[str, Any]]:
         invalid = _invalid("cursor", "Invalid cursor; use the `next` or `previous` link of a page.")
         try:
             document = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-            value, pk = document["k"]
+            values = document["k"]
             ordering, backwards, carry = document["o"], document["b"], document["x"]
         except (ValueError, TypeError, KeyError, binascii.Error, UnicodeDecodeError):
             raise invalid from None
         if ordering != self.ordering:
             raise _invalid("cursor", f"This cursor was made for ordering={ordering}; start again without it.")
+        if not isinstance(values, list) or len(values) != len(self.keys):
+            raise invalid
+        annotations = queryset.query.annotations
         try:
-            key = model._meta.get_field(self.field).to_python(value)
-            position = key, uuid.UUID(pk)
-        except (ValueError, TypeError, DjangoValidationError):
+            position = []
+            for (name, _), value in zip(self.keys, values, strict=True):
+                field = annotations[name].output_field if name in annotations else queryset.model._meta.get_field(name)
+                key = field.to_python(value)
+                if key is None or (isinstance(key, datetime) and key.tzinfo is None):
+                    raise invalid
+                position.append(key)
+        except (ValueError, TypeError, ArithmeticError, DjangoValidationError):
             raise invalid from None
-        if (isinstance(key, datetime) and key.tzinfo is None) or not isinstance(backwards, bool):
+        if not isinstance(backwards, bool) or not isinstance(carry, dict):
             raise invalid
-        if not isinstance(carry, dict):
-            raise invalid
-        return position, backwards, carry
+        return tuple(position), backwards, carry
+
+
+def _cursor_value(value: Any) -> Any:
+    """A key's value as it goes into a cursor's JSON: times in ISO 8601, UUIDs and exact decimals as text."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID | Decimal):
+        return str(value)
+    return value

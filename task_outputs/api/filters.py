@@ -11,6 +11,7 @@ from flow_executions.lifecycle import Status
 from superai_flow.filters import (
     AllTagsFilter,
     ChoicesFilter,
+    JSONKeysetOrderingFilter,
     StrictFilterSet,
     TextFilter,
 )
@@ -58,6 +59,9 @@ class TaskOutputFilterSet(StrictFilterSet):
     status = ChoicesFilter(choices=Status.choices)
     tag = AllTagsFilter(field_name="tags", max_length=100)
     after = extend_schema_field(OpenApiTypes.STR)(LiveCursorFilter())
+    ordering = extend_schema_field(
+        {"type": "string", "description": "created_at, -created_at, summary.<path> or -summary.<path>"}
+    )(JSONKeysetOrderingFilter(field_name="created_at", column="summary"))
 
     class Meta:
         model = TaskOutput

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
@@ -508,3 +509,119 @@ def test_fields_without_output_does_not_read_it(client_a, flow_a, make_output):
     assert records == [{"id": records[0]["id"], "status": "completed"}]
     listed = [q["sql"] for q in queries.captured_queries if 'FROM "task_outputs_taskoutput"' in q["sql"]]
     assert listed and all('"task_outputs_taskoutput"."output"' not in sql for sql in listed)
+
+
+# --- ordering=summary.<path> -----------------------------------------------------------------------------------
+
+ODD_VALUES = [{"n": 10}, {"n": 9}, {"n": -2.5}, {"n": 9.0}, {"n": "banana"}, {"n": "apple"}, {"n": True}, {"n": None},
+              {"n": {"deep": 1}}, {"m": 1}, {}, {"n": 1e300}, {"n": "Apple pie"}, {"n": 0}]  # fmt: skip
+
+
+def summary_order_key(record: dict, descending: bool) -> tuple:
+    """The contract's order for ordering=[-]summary.n: numbers, then strings, then the rest; ties by created_at, id."""
+    value = record["summary"].get("n") if isinstance(record["summary"], dict) else None
+    sign = -1 if descending else 1
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        key = (0, sign * value, "")
+    elif isinstance(value, str):
+        key = (1, 0, value)
+    else:
+        key = (2, 0, "")
+    return key, record
+
+
+@pytest.mark.parametrize("descending", [False, True])
+def test_ordering_by_a_summary_value_puts_numbers_then_strings_then_the_rest(client_a, flow_a, make_output, descending):
+    for i, summary in enumerate(ODD_VALUES * 2):
+        make_output(flow_a, summary=summary, created_at=T0 + timedelta(seconds=i % 3))
+    make_output(flow_a, summary="a text summary")
+    ordering = "-summary.n" if descending else "summary.n"
+
+    records = []
+    url = f"{URL}?ordering={ordering}&page_size=4"
+    while url:
+        page = client_a.get(url).json()
+        records += page["results"]
+        url = page["next"]
+
+    def group(record):  # the kind, then the value within it
+        (kind, number, text), _ = summary_order_key(record, descending)
+        return kind, number, text
+
+    assert len(records) == len(ODD_VALUES) * 2 + 1
+    kinds = [group(record)[0] for record in records]
+    assert kinds == sorted(kinds), "numbers, then strings, then the rest: in both directions"
+    numbers = [record["summary"]["n"] for record in records if group(record)[0] == 0]
+    assert numbers == sorted(numbers, reverse=descending)
+    texts = [record["summary"]["n"] for record in records if group(record)[0] == 1]
+    assert texts == sorted(texts, reverse=descending)  # code point order: "Apple pie" before "apple"
+    for a, b in itertools.pairwise(records):  # ties: created_at, then id, in the ordering's direction
+        if group(a) == group(b):
+            assert ((a["created_at"], a["id"]) > (b["created_at"], b["id"])) == descending
+
+
+@pytest.mark.parametrize("ordering", ["summary.n", "-summary.n"])
+def test_summary_ordering_pages_stay_exact_while_rows_are_inserted(client_a, flow_a, make_output, ordering):
+    original = {str(make_output(flow_a, summary=summary).id) for summary in ODD_VALUES * 2}
+    seen: list[str] = []
+    url = f"{URL}?page_size=3&ordering={ordering}"
+    step = 0
+    while url:
+        page = client_a.get(url).json()
+        seen += [row["id"] for row in page["results"]]
+        url = page["next"]
+        # Between pages: values before, at and after wherever the traversal is.
+        make_output(flow_a, summary=ODD_VALUES[step % len(ODD_VALUES)])
+        make_output(flow_a, summary={"n": step})
+        make_output(flow_a, summary={"n": "m" * (step % 5 + 1)})
+        step += 1
+
+    assert len(seen) == len(set(seen)), "a row was returned twice"
+    assert original <= set(seen), "a row that existed before the first page was skipped"
+
+
+def test_summary_ordering_walks_back_with_previous_links(client_a, flow_a, make_output):
+    for summary in ODD_VALUES:
+        make_output(flow_a, summary=summary)
+    pages = [client_a.get(URL, {"ordering": "-summary.n", "page_size": 3}).json()]
+    while pages[-1]["next"]:
+        pages.append(client_a.get(pages[-1]["next"]).json())
+
+    for later, earlier in itertools.pairwise(reversed(pages)):
+        assert client_a.get(later["previous"]).json()["results"] == earlier["results"]
+
+
+def test_summary_ordering_follows_nested_paths(client_a, flow_a, make_output):
+    rows = {n: make_output(flow_a, summary={"stats": {"rows": n}}) for n in (3, 100, 20)}
+    make_output(flow_a, summary={"stats": 5})
+
+    assert ids(client_a.get(URL, {"ordering": "summary.stats.rows"}))[:3] == [str(rows[n].id) for n in (3, 20, 100)]
+
+
+@pytest.mark.parametrize("ordering", ["summary.", "summary..x", "-summary", "tags.x", "task_name", "--created_at"])
+def test_an_unknown_ordering_is_a_422(client_a, ordering):
+    response = client_a.get(URL, {"ordering": ordering})
+
+    error_of(response, 422, "validation_error")
+    assert detail_codes(response) == {"ordering": "invalid_choice"}
+
+
+def test_a_summary_ordering_cursor_is_only_good_for_that_ordering(client_a, flow_a, make_output):
+    for n in range(3):
+        make_output(flow_a, summary={"a": n, "b": n})
+    cursor = parse_qs(urlsplit(client_a.get(URL, {"ordering": "summary.a", "page_size": 1}).json()["next"]).query)
+
+    response = client_a.get(URL, {"ordering": "summary.b", "page_size": 1, "cursor": cursor["cursor"][0]})
+
+    error_of(response, 422, "validation_error")
+    assert detail_codes(response) == {"cursor": "invalid"}
+
+
+@pytest.mark.postgres
+def test_summary_ordering_keeps_big_numbers_exact_on_postgresql(client_a, flow_a, make_output):
+    big = 10**20
+    rows = [make_output(flow_a, summary={"n": n}) for n in (big + 1, big, big + 2)]
+
+    seen = follow(client_a, f"{URL}?ordering=summary.n&page_size=1")
+
+    assert seen == [str(rows[i].id) for i in (1, 0, 2)]
