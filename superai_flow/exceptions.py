@@ -51,3 +51,10 @@ class UnprocessableEntity(APIError):
 def detail(field: str | None, code: str, message: str) -> dict[str, Any]:
     """One entry of an error's `details`: which field, a stable code, a human message."""
     return {"field": field, "code": code, "message": message}
+
+
+class TooManyRequests(APIError):
+    status_code, code, default_message = 429, "too_many_requests", "Too many requests; try again shortly."
+
+    def __init__(self, message: str | None = None, *, retry_after: int = 5):
+        super().__init__(message, headers={"Retry-After": str(retry_after)})

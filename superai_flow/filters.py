@@ -234,13 +234,18 @@ def _details(error: DjangoValidationError) -> list[ErrorDetail]:
 
 
 class StrictFilterBackend(DjangoFilterBackend):
-    """django-filter's backend, refusing unknown parameters and adding JSON key queries; lists only."""
+    """django-filter's backend, refusing unknown parameters and adding JSON key queries; for lists (a view's
+    `filtered_actions` may name more), with the view's `extra_query_params` and, for lists, the pagination's."""
 
     def filter_queryset(self, request, queryset, view):
-        if getattr(view, "action", None) != "list":
+        action = getattr(view, "action", None)
+        if action not in getattr(view, "filtered_actions", ("list",)):
             return queryset
         filterset = self.get_filterset(request, queryset, view)
-        accepted = set(getattr(view.paginator, "query_params", ())) | set(getattr(view, "extra_query_params", ()))
+        extra = getattr(view, "extra_query_params", ())
+        accepted = set(extra() if callable(extra) else extra)
+        if action == "list":
+            accepted |= set(getattr(view.paginator, "query_params", ()))
         json_fields = ()
         if filterset is not None:
             accepted |= set(filterset.filters)

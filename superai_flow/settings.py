@@ -308,6 +308,8 @@ API_MAX_SUMMARY_BYTES = env_int("API_MAX_SUMMARY_BYTES", 64 * 1024, minimum=64)
 API_RATE_LIMIT = env_str("API_RATE_LIMIT", "6000/minute")
 API_DEFAULT_PAGE_SIZE = 50
 API_MAX_PAGE_SIZE = 500
+# Exports streaming at once per process (each holds a database connection and a thread while it streams).
+EXPORTS_AT_ONCE = env_int("EXPORTS_AT_ONCE", 2, minimum=1)
 # How far in the future a client-supplied created_at may lie (clock skew between workers and us).
 API_CREATED_AT_MAX_SKEW_SECONDS = 300
 # An API key's last_used_at is written at most this often, so reads do not turn into writes.

@@ -24,13 +24,13 @@ def bearer_client(raw_key: str) -> APIClient:
 def error_of(response, status: int, code: str) -> dict[str, Any]:
     """Assert `response` is the error envelope with `status` and `code`; return the body."""
     assert response.status_code == status, response.content
-    assert response["Content-Type"].startswith("application/json")
+    assert response.headers["Content-Type"].startswith("application/json")  # Django's test responses or httpx's
     body = response.json()
     assert set(body) == {"error", "request_id"}
     assert set(body["error"]) == {"code", "message", "details"}
     assert body["error"]["code"] == code
     assert body["error"]["message"]
-    assert body["request_id"] == response["X-Request-ID"]
+    assert body["request_id"] == response.headers["X-Request-ID"]
     return body
 
 

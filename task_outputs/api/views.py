@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import status, viewsets
+from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from superai_flow.api import create_response, detail_url, validated_body
@@ -24,6 +26,7 @@ from task_outputs.api.serializers import (
     requested_fields,
     task_output_data,
 )
+from task_outputs.export import export_format, export_response
 from task_outputs.selectors import visible_task_outputs
 from task_outputs.services import task_output_create, task_output_delete, task_output_update
 
@@ -67,6 +70,21 @@ returns what was written since that cursor, oldest first. Unknown parameters are
         responses=created(TaskOutputSerializer),
         parameters=[LOCATION],
     ),
+    export=extend_schema(
+        summary="Export task outputs (NDJSON or CSV, streamed)",
+        description="Every output the list's filters select, in its ordering, as one download; see docs/api.md, "
+        '"Export". At most EXPORTS_AT_ONCE run at once per server process (429 `too_many_requests` beyond).',
+        parameters=[
+            TAG,
+            FIELDS,
+            OpenApiParameter("format", str, enum=["ndjson", "csv"], description="`ndjson` (default) or `csv`."),
+        ],
+        responses={
+            (200, "application/x-ndjson"): OpenApiResponse(OpenApiTypes.STR, description="One record per line."),
+            (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="A header, then one line per record."),
+            **errors(422),
+        },
+    ),
     partial_update=extend_schema(
         summary="Mark stale or deleted, retag",
         request=TaskOutputChangeSerializer,
@@ -78,7 +96,11 @@ class TaskOutputViewSet(viewsets.GenericViewSet):
     serializer_class = TaskOutputSerializer
     filterset_class = TaskOutputFilterSet
     pagination_class = LiveKeysetPagination
-    extra_query_params = ("fields",)  # besides the filters and pagination (superai_flow.filters)
+    filtered_actions = ("list", "export")
+
+    def extra_query_params(self) -> tuple[str, ...]:
+        """What the action takes besides the filters (and, for the list, pagination): superai_flow.filters."""
+        return ("fields", "format") if self.action == "export" else ("fields",)
 
     def get_queryset(self):
         return scope_to_caller(visible_task_outputs(), self.request)
@@ -90,6 +112,15 @@ class TaskOutputViewSet(viewsets.GenericViewSet):
             queryset = queryset.only(*fields.columns)  # e.g. no `output`, which may be large, unless asked for
         page = self.paginate_queryset(queryset)
         return self.get_paginated_response([represent(output, fields) for output in page])
+
+    @action(detail=False, methods=["get"])
+    def export(self, request):
+        fields = requested_fields(request)
+        fmt = export_format(request)
+        queryset = self.filter_queryset(self.get_queryset())
+        if fields is not None:
+            queryset = queryset.only(*fields.columns)
+        return export_response(queryset, fields=fields, fmt=fmt, organization_ids=caller_organization_ids(request))
 
     def retrieve(self, request, pk=None):
         fields = requested_fields(request)

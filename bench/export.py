@@ -1,0 +1,106 @@
+"""Export at a million rows: time to the first byte, the whole download, and the server's memory meanwhile.
+
+Deploys a throwaway PostgreSQL database like production (bench/common.py: the service as a runtime role
+under row-level security), fills it with --rows task outputs of one organization (generated in SQL, as
+bench/admin_changelist.py does: about a minute for a million), starts one daphne process, and downloads
+GET /api/v1/task-outputs/export with the organization's API key, once per format (ndjson, csv), reading
+the stream as it arrives. For each: the time to the first byte and to the last, bytes and lines, and the
+daphne process's resident memory (VmRSS, sampled every 20 ms from /proc) before the export and at its
+peak. Baseline of the same run: the first page of the list (50 records).
+
+    python bench/export.py                  # 1,000,000 rows
+    python bench/export.py --rows 100000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+
+import httpx
+from admin_changelist import FILL
+from common import Deployment
+
+SAMPLE_SECONDS = 0.02  # how often the server's memory is read
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+
+
+def download(client: httpx.Client, pid: int, params: dict[str, str]) -> dict:
+    before = rss_kib(pid)
+    peak = before
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.wait(SAMPLE_SECONDS):
+            peak = max(peak, rss_kib(pid))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    started = time.perf_counter()
+    first_byte = None
+    size = lines = 0
+    with client.stream("GET", "/api/v1/task-outputs/export", params=params) as response:
+        assert response.status_code == 200, response.read()[:500]
+        for chunk in response.iter_bytes():
+            if first_byte is None:
+                first_byte = time.perf_counter() - started
+            size += len(chunk)
+            lines += chunk.count(b"\n")
+    total = time.perf_counter() - started
+    done.set()
+    sampler.join()
+    return {
+        "params": params,
+        "first_byte_ms": round(first_byte * 1000, 1),
+        "total_s": round(total, 2),
+        "bytes": size,
+        "lines": lines,
+        "mib_per_s": round(size / 2**20 / total, 1),
+        "rss_before_mib": round(before / 1024, 1),
+        "rss_peak_mib": round(peak / 1024, 1),
+        "rss_growth_mib": round((peak - before) / 1024, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    args = parser.parse_args()
+
+    with Deployment(API_RATE_LIMIT="") as deployment:
+        organization_id, key = deployment.tenant()
+        started = time.monotonic()
+        print(f"Filling {args.rows:,} task outputs ...", file=sys.stderr)
+        fill = FILL % {"org": f"'{organization_id}'", "rows": args.rows, "flows": max(1, args.rows // 100)}
+        deployment.psql(fill)
+        deployment.psql("ANALYZE")
+        print(f"... in {time.monotonic() - started:.0f} s", file=sys.stderr)
+        base = deployment.daphne()
+        pid = deployment.servers[-1].pid
+        results = []
+        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=600) as client:
+            times = []
+            for _ in range(20):
+                t = time.perf_counter()
+                assert client.get("/api/v1/task-outputs").status_code == 200
+                times.append((time.perf_counter() - t) * 1000)
+            baseline = sorted(times)[len(times) // 2]
+            print(f"list page (baseline): {baseline:.1f} ms", file=sys.stderr)
+            sparse = {"format": "ndjson", "fields": "id,status,summary"}
+            for params in ({"format": "ndjson"}, {"format": "csv"}, sparse):
+                result = download(client, pid, params)
+                results.append(result)
+                print(json.dumps(result), file=sys.stderr)
+        print(json.dumps({"rows": args.rows, "list_page_ms": round(baseline, 1), "exports": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
