@@ -1,4 +1,5 @@
-"""Export at a million rows: time to the first byte, the whole download, and the server's memory meanwhile.
+"""Export and stats at a million rows: the export's time to the first byte and to the last, the server's memory
+meanwhile, and grouped stats queries.
 
 Deploys a throwaway PostgreSQL database like production (bench/common.py: the service as a runtime role
 under row-level security), fills it with --rows task outputs of one organization (generated in SQL, as
@@ -6,7 +7,8 @@ bench/admin_changelist.py does: about a minute for a million), starts one daphne
 GET /api/v1/task-outputs/export with the organization's API key, once per format (ndjson, csv), reading
 the stream as it arrives. For each: the time to the first byte and to the last, bytes and lines, and the
 daphne process's resident memory (VmRSS, sampled every 20 ms from /proc) before the export and at its
-peak. Baseline of the same run: the first page of the list (50 records).
+peak. Then GET /api/v1/task-outputs/stats, grouped and with a metric, --repeat times each (median, max).
+Baseline of the same run: the first page of the list (50 records).
 
     python bench/export.py                  # 1,000,000 rows
     python bench/export.py --rows 100000
@@ -24,6 +26,12 @@ import httpx
 from admin_changelist import FILL
 from common import Deployment
 
+STATS_QUERIES = (
+    {"metric": "summary.pages"},
+    {"group_by": "task_name", "metric": "summary.pages"},
+    {"group_by": "status,day", "metric": "summary.word_count"},
+    {"group_by": "hour"},
+)
 SAMPLE_SECONDS = 0.02  # how often the server's memory is read
 
 
@@ -73,6 +81,7 @@ def download(client: httpx.Client, pid: int, params: dict[str, str]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=5, help="times each stats query runs (default 5)")
     args = parser.parse_args()
 
     with Deployment(API_RATE_LIMIT="") as deployment:
@@ -99,7 +108,21 @@ def main() -> None:
                 result = download(client, pid, params)
                 results.append(result)
                 print(json.dumps(result), file=sys.stderr)
-        print(json.dumps({"rows": args.rows, "list_page_ms": round(baseline, 1), "exports": results}, indent=2))
+            stats = {}
+            for params in STATS_QUERIES:
+                times = []
+                for _ in range(args.repeat):
+                    t = time.perf_counter()
+                    response = client.get("/api/v1/task-outputs/stats", params=params)
+                    times.append((time.perf_counter() - t) * 1000)
+                    assert response.status_code == 200, response.text[:500]
+                label = "&".join(f"{k}={v}" for k, v in params.items())
+                median = sorted(times)[len(times) // 2]
+                groups = len(response.json()["groups"])
+                stats[label] = {"groups": groups, "median_ms": round(median, 1), "max_ms": round(max(times), 1)}
+                print(f"stats {label}: {stats[label]}", file=sys.stderr)
+        report = {"rows": args.rows, "list_page_ms": round(baseline, 1), "exports": results, "stats": stats}
+        print(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from task_outputs.api.serializers import (
 from task_outputs.export import export_format, export_response
 from task_outputs.selectors import visible_task_outputs
 from task_outputs.services import task_output_create, task_output_delete, task_output_update
+from task_outputs.stats import stats_query, task_output_stats
 
 LIVE_CURSOR = OpenApiParameter(
     "X-Live-Cursor",
@@ -85,6 +86,25 @@ returns what was written since that cursor, oldest first. Unknown parameters are
             **errors(422),
         },
     ),
+    stats=extend_schema(
+        summary="Counts and summary-value statistics per group",
+        description='The list\'s filters select the outputs; see docs/api.md, "Stats".',
+        parameters=[
+            TAG,
+            OpenApiParameter(
+                "group_by",
+                str,
+                many=True,
+                explode=True,
+                enum=["task_name", "status", "flow_execution_id", "tag", "hour", "day"],
+                description="Repeatable (or comma-separated), at most 2.",
+            ),
+            OpenApiParameter(
+                "metric", str, many=True, explode=True, description="`summary.<path>`, repeatable, at most 5."
+            ),
+        ],
+        responses={200: OpenApiResponse(OpenApiTypes.OBJECT, description="`{groups, total}`."), **errors(422)},
+    ),
     partial_update=extend_schema(
         summary="Mark stale or deleted, retag",
         request=TaskOutputChangeSerializer,
@@ -96,11 +116,11 @@ class TaskOutputViewSet(viewsets.GenericViewSet):
     serializer_class = TaskOutputSerializer
     filterset_class = TaskOutputFilterSet
     pagination_class = LiveKeysetPagination
-    filtered_actions = ("list", "export")
+    filtered_actions = ("list", "export", "stats")
 
     def extra_query_params(self) -> tuple[str, ...]:
         """What the action takes besides the filters (and, for the list, pagination): superai_flow.filters."""
-        return ("fields", "format") if self.action == "export" else ("fields",)
+        return {"export": ("fields", "format"), "stats": ("group_by", "metric")}.get(self.action, ("fields",))
 
     def get_queryset(self):
         return scope_to_caller(visible_task_outputs(), self.request)
@@ -121,6 +141,11 @@ class TaskOutputViewSet(viewsets.GenericViewSet):
         if fields is not None:
             queryset = queryset.only(*fields.columns)
         return export_response(queryset, fields=fields, fmt=fmt, organization_ids=caller_organization_ids(request))
+
+    @action(detail=False, methods=["get"])
+    def stats(self, request):
+        query = stats_query(request)
+        return Response(task_output_stats(self.filter_queryset(self.get_queryset()), query))
 
     def retrieve(self, request, pk=None):
         fields = requested_fields(request)

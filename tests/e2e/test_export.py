@@ -1,4 +1,4 @@
-"""GET /api/v1/task-outputs/export against a real daphne process: NDJSON and CSV, streamed, filtered, limited."""
+"""Export (NDJSON and CSV: streamed, filtered, limited) and stats against a real daphne process."""
 
 from __future__ import annotations
 
@@ -155,3 +155,18 @@ def test_exports_beyond_the_limit_wait_their_turn(daphne_server, key_a, flow_a):
     finally:
         for client in clients:
             client.close()
+
+
+def test_stats_over_the_wire_count_only_the_callers_outputs(api, flow_a, flow_b):
+    fill(flow_a, 30)
+    fill(flow_b, 5)  # another organization's: row-level security and the filters leave it out
+
+    body = api.get("/api/v1/task-outputs/stats", params={"group_by": "task_name", "metric": "summary.n"}).json()
+
+    assert body["total"] == 30
+    assert [(group["key"]["task_name"], group["count"]) for group in body["groups"]] == [
+        ("task-0", 10), ("task-1", 10), ("task-2", 10)
+    ]  # fmt: skip
+    assert body["groups"][0]["metrics"]["summary.n"] == {
+        "count": 10, "min": 0, "max": 27, "sum": 135, "avg": 13.5, "p50": 13.5, "p95": pytest.approx(25.65)
+    }  # fmt: skip

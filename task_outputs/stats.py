@@ -1,0 +1,216 @@
+"""GET /task-outputs/stats: counts and summary-value statistics per group, computed in the database.
+
+Contract: "GET /task-outputs/stats". The filtered list query (the same filters, within the caller's
+row-level-security scope like every query) becomes a subquery; one GROUP BY over it gives each group's
+count and, per `metric=summary.<path>`, the count of outputs with a number there, min, max, avg and sum.
+The percentiles are PostgreSQL's `percentile_cont`; SQLite has none, so there a second query reads each
+metric's numbers in group order and this module interpolates them the same way. Values that are not
+numbers are skipped, never an error (and numbers too large for a double are left out of the percentiles
+only). `group_by=tag` counts an output once under each of its tags (and under `null` when it has none).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from django.db import connection
+from django.db.models import QuerySet
+from rest_framework.exceptions import ErrorDetail, ValidationError
+
+from superai_flow.serializers import text_problem
+from task_outputs.models import TaskOutput
+
+GROUPS = ("task_name", "status", "flow_execution_id", "tag", "hour", "day")
+MAX_GROUP_BY = 2
+MAX_METRICS = 5
+MAX_GROUPS = 1_000
+PERCENTILES = (("p50", 0.5), ("p95", 0.95))
+_COLUMNS = ("id", "created_at", "task_name", "status", "flow_execution_id", "tags", "summary")
+
+
+@dataclass(frozen=True)
+class StatsQuery:
+    group_by: tuple[str, ...]
+    metrics: tuple[tuple[str, ...], ...]  # summary paths
+
+
+def _invalid(field: str, message: str, code: str = "invalid") -> ValidationError:
+    return ValidationError({field: [ErrorDetail(message, code=code)]})
+
+
+def _values(request, name: str) -> list[str]:
+    """A repeatable parameter's values, commas splitting them too (`group_by=status,day`)."""
+    return [part for value in request.query_params.getlist(name) for part in value.split(",")]
+
+
+def stats_query(request) -> StatsQuery:
+    group_by = list(dict.fromkeys(_values(request, "group_by")))
+    for name in group_by:
+        if name not in GROUPS:
+            raise _invalid("group_by", f"Unknown group {name!r}: choose from {', '.join(GROUPS)}.", "invalid_choice")
+    if len(group_by) > MAX_GROUP_BY:
+        raise _invalid("group_by", f"Group by at most {MAX_GROUP_BY} of them.", "too_many")
+    metrics = []
+    for entry in dict.fromkeys(_values(request, "metric")):
+        path = entry.split(".")[1:] if entry.startswith("summary.") else []
+        if not path or not all(path) or any(text_problem(key) for key in path):
+            message = f"{entry!r}: use summary.<key>, or dotted keys for nested objects."
+            raise _invalid("metric", message, "invalid_path")
+        metrics.append(tuple(path))
+    if len(metrics) > MAX_METRICS:
+        raise _invalid("metric", f"At most {MAX_METRICS} metrics.", "too_many")
+    return StatsQuery(tuple(group_by), tuple(metrics))
+
+
+def task_output_stats(queryset: QuerySet[TaskOutput], query: StatsQuery) -> dict[str, Any]:
+    """The stats body for the outputs `queryset` selects (already filtered and scoped)."""
+    inner, inner_params = queryset.order_by().values(*_COLUMNS).query.sql_with_params()
+    sql = _Sql(connection.vendor, query)
+    aliases = [f"k{i}" for i in range(len(query.group_by))]
+    select = [f"{expr} AS {alias}" for (expr, _), alias in zip(sql.keys, aliases, strict=True)] + ["count(*)"]
+    select_params = [p for _, key_params in sql.keys for p in key_params]
+    for value, value_params in sql.values:
+        select += [f"count({value})", f"min({value})", f"max({value})", f"avg({value})", f"sum({value})"]
+        select_params += value_params * 5
+        if sql.postgresql:  # percentile_cont of doubles: numbers beyond a double's range are left out of it
+            select.append(
+                f"percentile_cont(ARRAY[{', '.join(str(f) for _, f in PERCENTILES)}]) WITHIN GROUP "
+                f"(ORDER BY CASE WHEN abs({value}) < 1e300 THEN ({value})::float8 END)"
+            )
+    order = (
+        f" GROUP BY {', '.join(aliases)} ORDER BY {', '.join(f'{a} NULLS LAST' for a in aliases)}" if aliases else ""
+    )
+    statement = f"SELECT {', '.join(select)} FROM ({inner}) AS t{sql.joins}{order} LIMIT {MAX_GROUPS + 1}"
+    with connection.cursor() as cursor:
+        cursor.execute(statement, [*select_params, *inner_params, *sql.join_params])
+        rows = cursor.fetchall()
+        if len(rows) > MAX_GROUPS:
+            message = f"More than {MAX_GROUPS:,} groups: narrow the query (filters, fewer or coarser groups)."
+            raise _invalid("group_by", message, "too_many_groups")
+        if "tag" in query.group_by:  # an output counts once per tag: the total is counted apart
+            cursor.execute(f"SELECT count(*) FROM ({inner}) AS t", inner_params)
+            total = cursor.fetchone()[0]
+        else:
+            total = sum(row[len(aliases)] for row in rows)
+    groups = []
+    for row in rows:
+        group: dict[str, Any] = {
+            "key": {name: _key_value(name, value) for name, value in zip(query.group_by, row, strict=False)},
+            "count": row[len(aliases)],
+        }
+        if query.metrics:
+            group["metrics"] = {}
+            position = len(aliases) + 1
+            for path in query.metrics:
+                width = 6 if sql.postgresql else 5
+                count, low, high, mean, total_value, *percentiles = row[position : position + width]
+                position += width
+                stat = {"count": count, "min": low, "max": high, "avg": mean, "sum": total_value}
+                values = percentiles[0] if percentiles and percentiles[0] is not None else [None] * len(PERCENTILES)
+                stat.update((name, value) for (name, _), value in zip(PERCENTILES, values, strict=True))
+                group["metrics"]["summary." + ".".join(path)] = stat
+        groups.append(group)
+    if query.metrics and not sql.postgresql:
+        _percentiles_in_python(groups, rows, inner, inner_params, sql, query)
+    for group in groups:
+        for stat in group.get("metrics", {}).values():
+            stat.update((name, _number(value, name)) for name, value in stat.items())
+    return {"groups": groups, "total": total}
+
+
+class _Sql:
+    """The SQL for one stats query that differs between PostgreSQL and SQLite: group keys, metric values, joins."""
+
+    def __init__(self, vendor: str, query: StatsQuery):
+        self.postgresql = vendor == "postgresql"
+        self.keys = [self._key(name) for name in query.group_by]
+        self.joins = ""
+        self.join_params: list[Any] = []
+        if "tag" in query.group_by:
+            self.joins += (
+                " LEFT JOIN LATERAL jsonb_array_elements_text(t.tags) AS tag(value) ON true"
+                if self.postgresql
+                else " LEFT JOIN json_each(t.tags) AS tag"
+            )
+        self.values = []
+        for i, path in enumerate(query.metrics):
+            if self.postgresql:
+                # The JSON at the path is looked up once per row, in a lateral subquery, and the value named after it.
+                self.joins += (
+                    f" CROSS JOIN LATERAL (SELECT CASE WHEN jsonb_typeof(j) = 'number' THEN j::numeric END AS v"
+                    f" FROM (SELECT t.summary #> %s::text[] AS j) AS j{i}) AS m{i}"
+                )
+                self.join_params.append(list(path))
+                self.values.append((f"m{i}.v", []))
+            else:
+                json_path = "$" + "".join(f".{json.dumps(key)}" for key in path)
+                value = (
+                    "(CASE WHEN json_type(t.summary, %s) IN ('integer', 'real') THEN json_extract(t.summary, %s) END)"
+                )
+                self.values.append((value, [json_path, json_path]))
+
+    def _key(self, name: str) -> tuple[str, list]:
+        if name == "tag":
+            return "tag.value", []
+        if name in ("hour", "day"):
+            if self.postgresql:
+                return f"date_trunc('{name}', t.created_at AT TIME ZONE 'UTC')", []
+            pattern = "%Y-%m-%dT%H:00:00Z" if name == "hour" else "%Y-%m-%dT00:00:00Z"
+            return "strftime(%s, t.created_at)", [pattern]
+        return f"t.{name}", []
+
+
+def _percentiles_in_python(groups, rows, inner, inner_params, sql: _Sql, query: StatsQuery) -> None:
+    """SQLite: each metric's numbers per group, interpolated as PostgreSQL's percentile_cont does."""
+    width = len(query.group_by)
+    by_key = {tuple(row[:width]): group for row, group in zip(rows, groups, strict=True)}
+    key_select = [f"{expr} AS k{i}" for i, (expr, _) in enumerate(sql.keys)]
+    key_params = [p for _, params in sql.keys for p in params]
+    for path, (value, value_params) in zip(query.metrics, sql.values, strict=True):
+        statement = f"SELECT {', '.join([*key_select, value])} FROM ({inner}) AS t{sql.joins} WHERE {value} IS NOT NULL"
+        numbers: dict[tuple, list] = {}
+        with connection.cursor() as cursor:
+            cursor.execute(statement, [*key_params, *value_params, *inner_params, *value_params])
+            for row in cursor.fetchall():
+                numbers.setdefault(tuple(row[:width]), []).append(row[width])
+        name = "summary." + ".".join(path)
+        for key, group in by_key.items():
+            ordered = sorted(numbers.get(key, []))
+            for label, fraction in PERCENTILES:
+                group["metrics"][name][label] = _percentile(ordered, fraction)
+
+
+def _percentile(numbers: list[float], fraction: float) -> float | None:
+    """percentile_cont: linear interpolation between the closest ranks."""
+    if not numbers:
+        return None
+    position = fraction * (len(numbers) - 1)
+    low, high = math.floor(position), math.ceil(position)
+    return numbers[low] + (numbers[high] - numbers[low]) * (position - low)
+
+
+def _key_value(name: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, datetime):  # PostgreSQL's date_trunc of the UTC time
+        return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if name == "flow_execution_id":  # a UUID (PostgreSQL) or its 32 hex digits (SQLite)
+        return str(uuid.UUID(str(value)))
+    return value
+
+
+def _number(value: Any, name: str) -> Any:
+    """JSON-ready: counts as integers, integral values as integers, the rest as floats."""
+    if value is None or name == "count":
+        return value
+    if isinstance(value, Decimal):
+        if value == value.to_integral_value() and name in ("min", "max", "sum"):
+            return int(value)
+        return float(value)
+    return value
