@@ -17,11 +17,11 @@ from django.db.models import BooleanField, Expression, F, Field, IntegerField, T
 COMPARISONS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 
 
-class _JSONCondition(Expression):
-    """A condition on one JSON column; subclasses write the SQL for each database."""
+class _OnJSONColumn(Expression):
+    """An expression on one JSON column; subclasses write the SQL for each database (as_postgresql, as_sqlite)."""
 
-    def __init__(self, column: str):
-        super().__init__(output_field=BooleanField())
+    def __init__(self, column: str, output_field):
+        super().__init__(output_field=output_field)
         self.column = F(column)
 
     def get_source_expressions(self):
@@ -31,7 +31,14 @@ class _JSONCondition(Expression):
         (self.column,) = exprs
 
     def as_sql(self, compiler, connection):
-        raise NotSupportedError(f"JSON conditions support PostgreSQL and SQLite, not {connection.vendor}.")
+        raise NotSupportedError(f"JSON queries support PostgreSQL and SQLite, not {connection.vendor}.")
+
+
+class _JSONCondition(_OnJSONColumn):
+    """A condition on one JSON column."""
+
+    def __init__(self, column: str):
+        super().__init__(column, BooleanField())
 
 
 def _sqlite_path(path: list[str]) -> str:
@@ -117,22 +124,12 @@ class JSONPathCompare(_JSONCondition):
         return sql, [*params, path, *params, path, self.number]
 
 
-class _JSONPathValue(Expression):
+class _JSONPathValue(_OnJSONColumn):
     """A value computed from what is at `path` (object keys) in the JSON `column`; never an error on odd data."""
 
     def __init__(self, column: str, path: list[str], output_field):
-        super().__init__(output_field=output_field)
-        self.column = F(column)
+        super().__init__(column, output_field)
         self.path = list(path)
-
-    def get_source_expressions(self):
-        return [self.column]
-
-    def set_source_expressions(self, exprs):
-        (self.column,) = exprs
-
-    def as_sql(self, compiler, connection):
-        raise NotSupportedError(f"JSON values support PostgreSQL and SQLite, not {connection.vendor}.")
 
 
 # Ordering by a JSON value (`ordering=summary.<path>`) sorts by three keys, none of them NULL, so that a
