@@ -30,6 +30,7 @@ def test_the_schema_documents_every_endpoint(daphne_server):
         ("/api/v1/task-executions/", "get"), ("/api/v1/task-executions/", "post"),
         ("/api/v1/task-executions/{id}/", "get"), ("/api/v1/task-executions/{id}/", "patch"),
         ("/api/v1/task-outputs/", "get"), ("/api/v1/task-outputs/", "post"),
+        ("/api/v1/task-outputs/export/", "get"), ("/api/v1/task-outputs/stats/", "get"),
         ("/api/v1/task-outputs/{id}/", "get"), ("/api/v1/task-outputs/{id}/", "patch"),
         ("/api/v1/task-outputs/{id}/", "delete"),
     }  # fmt: skip
