@@ -30,7 +30,7 @@ from typing import Any
 from django.conf import settings
 from django.db import connection
 from django.db.models import QuerySet
-from django.http import StreamingHttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from rest_framework.exceptions import ErrorDetail, ValidationError
 
 from superai_flow.exceptions import TooManyRequests
@@ -63,20 +63,53 @@ def export_format(request) -> str:
 
 
 def export_response(
-    queryset: QuerySet[TaskOutput], *, fields: Fields | None, fmt: str, organization_ids
-) -> StreamingHttpResponse:
-    """The streamed export of `queryset` (filtered and ordered), read in its own thread within `organization_ids`."""
+    queryset: QuerySet[TaskOutput], *, fields: Fields | None, fmt: str, organization_ids, head: bool = False
+) -> HttpResponse | StreamingHttpResponse:
+    """The streamed export of `queryset` (filtered and ordered), read in its own thread within `organization_ids`.
+
+    For HEAD, the headers alone (daphne would send a streamed body even then)."""
+    if head:
+        return _with_disposition(HttpResponse(content_type=FORMATS[fmt]), fmt)
     if not _running.acquire(blocking=False):
         raise TooManyRequests(
             f"At most {settings.EXPORTS_AT_ONCE} exports run at once on this server; try again shortly.",
             retry_after=5,
         )
+    slot = _Slot()
     lines = _ndjson_lines if fmt == "ndjson" else _csv_lines
-    chunks = _in_a_thread(lambda: _chunks(lines(_rows(queryset, organization_ids), fields)), release=_running.release)
-    response = StreamingHttpResponse(chunks, content_type=FORMATS[fmt])
+    chunks = _in_a_thread(lambda: _chunks(lines(_rows(queryset, organization_ids), fields)), release=slot.release)
+    return _with_disposition(_ExportResponse(chunks, slot=slot, content_type=FORMATS[fmt]), fmt)
+
+
+def _with_disposition(response: HttpResponse | StreamingHttpResponse, fmt: str):
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     response["Content-Disposition"] = f'attachment; filename="task-outputs-{stamp}.{fmt}"'
     return response
+
+
+class _Slot:
+    """One export's place among EXPORTS_AT_ONCE, given back once, by whichever ends first: its reading thread,
+    or the response's close() (a body never read, say, starts no thread)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._held = True
+
+    def release(self) -> None:
+        with self._lock:
+            if self._held:
+                self._held = False
+                _running.release()
+
+
+class _ExportResponse(StreamingHttpResponse):
+    def __init__(self, *args, slot: _Slot, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._slot = slot
+
+    def close(self) -> None:
+        self._slot.release()
+        super().close()
 
 
 def _rows(queryset: QuerySet[TaskOutput], organization_ids) -> Iterator[TaskOutput]:

@@ -140,7 +140,9 @@ class TaskOutputViewSet(viewsets.GenericViewSet):
         queryset = self.filter_queryset(self.get_queryset())
         if fields is not None:
             queryset = queryset.only(*fields.columns)
-        return export_response(queryset, fields=fields, fmt=fmt, organization_ids=caller_organization_ids(request))
+        organization_ids = caller_organization_ids(request)
+        head = request.method == "HEAD"
+        return export_response(queryset, fields=fields, fmt=fmt, organization_ids=organization_ids, head=head)
 
     @action(detail=False, methods=["get"])
     def stats(self, request):
