@@ -47,8 +47,12 @@ Checks (any failure: exit status 1):
 Reported: throughput (acknowledged creates per second of the create phase), create latency of the
 acknowledged attempts, answers by status, errors by kind (transport errors by exception, HTTP statuses
 other than 201/200), lost and extra ids, per-process RSS (warm-up, end, peak) and CPU, per-client
-connections, messages, duplicates and missing ids, and the durations. Progress goes to stderr; at the end a
-JSON document, then markdown, go to stdout.
+connections, messages, duplicates and missing ids, and the durations. How clients fare with their resumes,
+per client and in total: connections that ended before `resumed` (or `resync_required`) came, the time from
+sending `resume` to receiving `resumed` (p50 / p90 / max), when each client last reached `resumed` during the
+creates (seconds into them, and how many were acknowledged by then), and the longest it went without; this
+process's own CPU during the creates (it reads every client); each daphne's MALLOC_ARENA_MAX. Progress goes
+to stderr; at the end a JSON document, then markdown, go to stdout.
 
     python bench/soak.py                                   # 20,000 creates, 16 workers, 50 clients, 2 processes
     python bench/soak.py --creates 1500 --workers 8 --websockets 10    # the CI test's size (tests/e2e/test_soak.py)
@@ -60,6 +64,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import random
@@ -106,6 +111,15 @@ def rss_kb(pid: int) -> int | None:
     except OSError:
         return None
     return None
+
+
+def environment(pid: int) -> dict[str, str]:
+    """The environment `pid` started with (empty when it is gone)."""
+    try:
+        entries = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return {}
+    return dict(entry.decode(errors="replace").partition("=")[::2] for entry in entries if b"=" in entry)
 
 
 def cpu_seconds(pid: int) -> float | None:
@@ -180,6 +194,9 @@ class Watcher:
     duplicates: int = 0
     resyncs: int = 0
     errors: Counter = field(default_factory=Counter)  # failed connections and unexpected closes, by kind
+    unresumed: int = 0  # connections that ended before `resumed` (or `resync_required`) came
+    resume_seconds: list[float] = field(default_factory=list)  # from sending `resume` to receiving `resumed`
+    resumed_at: list[tuple[float, int]] = field(default_factory=list)  # (seconds into the creates, acknowledged)
 
 
 class Soak:
@@ -200,6 +217,7 @@ class Soak:
         self.rss_warmup: dict[int, int | None] = {}
         self.rss_peak: dict[int, int] = dict.fromkeys(self.pids, 0)
         self.cpu_start: dict[int, float | None] = {pid: cpu_seconds(pid) for pid in self.pids}
+        self.arena_max = {pid: environment(pid).get("MALLOC_ARENA_MAX") for pid in self.pids}
 
     # --- Creates ---
 
@@ -282,6 +300,8 @@ class Soak:
         elif kind == "resumed":
             watcher.resumed = True
             watcher.cursor = watcher.latest or watcher.cursor
+            at = time.monotonic() - self.creates.started if self.creates.started else 0.0  # 0: before the creates
+            watcher.resumed_at.append((at, len(self.creates.acknowledged)))
         return kind
 
     async def resync(self, watcher: Watcher, client: httpx.AsyncClient) -> None:
@@ -302,6 +322,7 @@ class Soak:
         `resumed`). Whether it ended as planned."""
         loop = asyncio.get_running_loop()
         watcher.connections += 1
+        answered = False  # `resumed` or `resync_required` came
         try:
             async with connect(
                 self.ws_url + watcher.path,
@@ -312,6 +333,7 @@ class Soak:
             ) as socket:
                 watcher.resumed, watcher.latest = False, None
                 await socket.send(json.dumps({"type": "resume", "after": watcher.cursor}))
+                sent = loop.time()
                 deadline = None if lifetime is None else loop.time() + lifetime
                 while True:
                     if deadline is None:
@@ -329,15 +351,21 @@ class Soak:
                         return True
                     kind = self.take(watcher, raw)
                     if kind == "resync_required":
+                        answered = True
                         await self.resync(watcher, client)
                         return True  # reconnect at once from the new cursor
-                    if kind == "resumed" and deadline is None:
-                        return True
+                    if kind == "resumed" and not answered:
+                        answered = True
+                        watcher.resume_seconds.append(loop.time() - sent)
+                        if deadline is None:
+                            return True
         except ConnectionClosed as closed:
             code = closed.rcvd.code if closed.rcvd else "none"
             watcher.errors[f"closed by the server ({code})"] += 1
         except (OSError, InvalidHandshake, TimeoutError) as error:
             watcher.errors[f"connect: {type(error).__name__}"] += 1
+        finally:
+            watcher.unresumed += not answered
         return False
 
     async def watch(self, watcher: Watcher) -> None:
@@ -402,8 +430,10 @@ class Soak:
                 f"{self.config.websockets} WebSocket clients reconnecting every {MIN_LIFETIME:g}-{MAX_LIFETIME:g} s"
             )
             self.creates.started = time.monotonic()
+            cpu_started = time.process_time()
             await asyncio.gather(*(self.worker() for _ in range(self.config.workers)))
             self.creates.finished = time.monotonic()
+            self.client_cpu_seconds = time.process_time() - cpu_started
             progress.cancel()
             say(
                 f"  creates done in {self.creates.finished - self.creates.started:.1f} s; the clients' last resumes ..."
@@ -423,6 +453,29 @@ class Soak:
 
 
 # --- The run and its report -----------------------------------------------------------------------
+
+
+def spread(samples: list[float]) -> dict[str, float | None]:
+    """p50, p90 and max of `samples` in seconds (None when there are none)."""
+    if not samples:
+        return {"p50_s": None, "p90_s": None, "max_s": None}
+    return {
+        "p50_s": round(percentile(samples, 0.5), 2),
+        "p90_s": round(percentile(samples, 0.9), 2),
+        "max_s": round(max(samples), 2),
+    }
+
+
+def resumes(watcher: Watcher, create_seconds: float) -> dict:
+    """When `watcher` reached `resumed` during the creates: the last time, and the longest time without."""
+    during = [(at, acknowledged) for at, acknowledged in watcher.resumed_at if at <= create_seconds]
+    moments = [0.0, *(at for at, _ in during), create_seconds]
+    return {
+        "resume_to_resumed": spread(watcher.resume_seconds),
+        "last_resumed_s": round(during[-1][0], 1) if during else None,
+        "last_resumed_creates": during[-1][1] if during else None,
+        "longest_without_resumed_s": round(max(b - a for a, b in itertools.pairwise(moments)), 1),
+    }
 
 
 def run(config: Config) -> dict:
@@ -498,6 +551,7 @@ def run(config: Config) -> dict:
                 "rss_peak_mib": round(soak.rss_peak[pid] / 1024, 1),
                 "rss_growth_pct": round(growth * 100, 1) if growth is not None else None,
                 "cpu_seconds": round(cpu[0] - cpu[1], 1) if None not in cpu else None,
+                "malloc_arena_max": soak.arena_max[pid],  # from supervisord.conf's environment
                 "within_tolerance": growth is not None and growth <= RSS_TOLERANCE,
             }
         )
@@ -511,6 +565,8 @@ def run(config: Config) -> dict:
             "resyncs": watcher.resyncs,
             "errors": dict(watcher.errors),
             "missing": len(acknowledged - watcher.seen),
+            "sessions_before_resumed": watcher.unresumed,
+            **resumes(watcher, create_seconds),
         }
         for watcher in soak.watchers
     ]
@@ -571,7 +627,11 @@ def run(config: Config) -> dict:
             "resyncs": sum(c["resyncs"] for c in clients),
             "errors": dict(sum((Counter(c["errors"]) for c in clients), Counter())),
             "missing_total": sum(c["missing"] for c in clients),
+            "sessions_before_resumed": sum(c["sessions_before_resumed"] for c in clients),
+            "resume_to_resumed": spread([s for watcher in soak.watchers for s in watcher.resume_seconds]),
+            "longest_without_resumed_max_s": max((c["longest_without_resumed_s"] for c in clients), default=None),
             "final_resume_seconds": round(soak.final_resume_seconds, 1),
+            "client_cpu_seconds": round(soak.client_cpu_seconds, 1),  # this process's, during the creates
             "per_client": clients,
         },
         "checks": checks,
@@ -579,6 +639,12 @@ def run(config: Config) -> dict:
         "server_log_tail": log_tail if not all(checks.values()) else "",
         "total_seconds": round(time.monotonic() - started, 1),
     }
+
+
+def seconds(spread: dict[str, float | None]) -> str:
+    if spread["p50_s"] is None:
+        return "-"
+    return f"{spread['p50_s']} / {spread['p90_s']} / {spread['max_s']} s"
 
 
 def markdown(report: dict) -> str:
@@ -611,12 +677,33 @@ def markdown(report: dict) -> str:
         f"| WebSocket resync_required / errors | {ws['resyncs']} / "
         f"{', '.join(f'{k} {v}' for k, v in ws['errors'].items()) or '0'} |",
         f"| missing ids per client (max / total) | {max(missing, default=0)} / {ws['missing_total']} |",
+        f"| connections that ended before `resumed` | {ws['sessions_before_resumed']:,} of {ws['connections']:,} |",
+        f"| `resume` → `resumed` p50 / p90 / max | {seconds(ws['resume_to_resumed'])} |",
+        f"| longest a client went without `resumed` during the creates | {ws['longest_without_resumed_max_s']} s |",
+        f"| CPU of this load generator during the creates | {ws['client_cpu_seconds']} s |",
     ]
     for process in report["processes"]:
         lines.append(
             f"| daphne {process['pid']}: RSS after warm-up → end (peak) | {process['rss_warmup_mib']} → "
             f"{process['rss_end_mib']} MiB ({process['rss_peak_mib']}), {process['rss_growth_pct']:+}%; "
-            f"CPU {process['cpu_seconds']} s |"
+            f"CPU {process['cpu_seconds']} s; MALLOC_ARENA_MAX {process['malloc_arena_max'] or 'unset'} |"
+        )
+    lines += [
+        "",
+        "| client | feed | connections | ended before `resumed` | `resume` → `resumed` p50 / p90 / max "
+        "| last `resumed` (s into the creates, creates acknowledged) | longest without `resumed` | resyncs |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for client in ws["per_client"]:
+        last = (
+            f"{client['last_resumed_s']} s, {client['last_resumed_creates']:,}"
+            if client["last_resumed_s"] is not None
+            else "never"
+        )
+        lines.append(
+            f"| {client['client']} | {client['feed']} | {client['connections']} | {client['sessions_before_resumed']} "
+            f"| {seconds(client['resume_to_resumed'])} | {last} | {client['longest_without_resumed_s']} s "
+            f"| {client['resyncs']} |"
         )
     lines += ["", "| check | result |", "|---|---|"]
     lines += [f"| {name} | {'pass' if ok else '**FAIL**'} |" for name, ok in report["checks"].items()]

@@ -43,4 +43,9 @@ def test_a_short_soak_loses_nothing_and_keeps_its_memory():
     assert report["websockets"]["connections"] > 10, summary  # the clients did reconnect and resume
     assert all(process["within_tolerance"] for process in report["processes"]), report["processes"]
     assert report["checks"]["no daphne process restarted"], report["server_log_tail"]
+    assert [process["malloc_arena_max"] for process in report["processes"]] == ["2", "2"], report["processes"]
+    # How the clients fared with their resumes: every one reached `resumed` at least once (the last resume).
+    assert report["websockets"]["resume_to_resumed"]["p50_s"] is not None, summary
+    assert report["websockets"]["sessions_before_resumed"] < report["websockets"]["connections"], summary
+    assert all(client["resume_to_resumed"]["max_s"] is not None for client in report["websockets"]["per_client"])
     assert report["passed"], (report["checks"], report["server_log_tail"])
