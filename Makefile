@@ -61,6 +61,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/live_latency.py
 	$(BIN)/python bench/create_throughput.py
 	$(BIN)/python bench/gc_pauses.py
+	$(BIN)/python bench/reads.py
+	$(BIN)/python bench/export.py
 	$(BIN)/python bench/soak.py
 
 clean:
