@@ -147,8 +147,8 @@ def crowded(world, flow_a):
 @pytest.mark.parametrize(
     ("condition", "index"),
     [
-        (JSONArrayContainsAll("tags", ["t7"]), "task_out_tags_gin"),
-        (Q(summary__contains={"k": 7}), "task_out_summary_gin"),
+        (JSONArrayContainsAll("tags", ["t7"]), "task_out_org_tags_gin"),
+        (Q(summary__contains={"k": 7}), "task_out_org_summary_gin"),
     ],
 )
 def test_json_filters_keep_their_gin_index_under_row_level_security(crowded, as_runtime_role, condition, index):
