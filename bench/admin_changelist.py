@@ -19,7 +19,7 @@ import sys
 import time
 
 import httpx
-from common import Deployment, psql
+from common import Deployment, psql, timed_gets
 
 FILL = """
 INSERT INTO flow_executions_flowexecution (id, organization_id, flow_name, flow_version, input, status, modified_by,
@@ -73,13 +73,7 @@ def main() -> None:
             pages = pages_under_test(org, some_output, some_flow)
             results = {}
             for name, path in pages.items():
-                client.get(path)  # warm
-                times = []
-                for _ in range(args.repeat):
-                    t = time.perf_counter()
-                    response = client.get(path)
-                    times.append((time.perf_counter() - t) * 1000)
-                    assert response.status_code == 200, (path, response.status_code)
+                times = timed_gets(client, path, args.repeat)
                 results[name] = {"median_ms": round(statistics.median(times), 1), "max_ms": round(max(times), 1)}
                 print(f"{name:40} {results[name]}", file=sys.stderr)
             baseline = results["admin index (baseline)"]["median_ms"]

@@ -120,3 +120,15 @@ def task_output_body(organization_id: str, flow_execution_id: str, *, text_bytes
         "output": {"text": "x" * text_bytes},
         "tags": tags,
     }
+
+
+def timed_gets(client: httpx.Client, path: str, count: int) -> list[float]:
+    """`count` GETs of `path` one after another, after one to warm up: each one's milliseconds. Fails on a non-200."""
+    client.get(path)
+    times = []
+    for _ in range(count):
+        started = time.perf_counter()
+        response = client.get(path)
+        times.append((time.perf_counter() - started) * 1000)
+        assert response.status_code == 200, (path, response.status_code, response.text[:300])
+    return times

@@ -24,7 +24,7 @@ import time
 
 import httpx
 from admin_changelist import FILL
-from common import Deployment
+from common import Deployment, timed_gets
 
 STATS_QUERIES = (
     {"metric": "summary.pages"},
@@ -96,11 +96,7 @@ def main() -> None:
         pid = deployment.servers[-1].pid
         results = []
         with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=600) as client:
-            times = []
-            for _ in range(20):
-                t = time.perf_counter()
-                assert client.get("/api/v1/task-outputs").status_code == 200
-                times.append((time.perf_counter() - t) * 1000)
+            times = timed_gets(client, "/api/v1/task-outputs", 20)
             baseline = sorted(times)[len(times) // 2]
             print(f"list page (baseline): {baseline:.1f} ms", file=sys.stderr)
             sparse = {"format": "ndjson", "fields": "id,status,summary"}
@@ -110,15 +106,11 @@ def main() -> None:
                 print(json.dumps(result), file=sys.stderr)
             stats = {}
             for params in STATS_QUERIES:
-                times = []
-                for _ in range(args.repeat):
-                    t = time.perf_counter()
-                    response = client.get("/api/v1/task-outputs/stats", params=params)
-                    times.append((time.perf_counter() - t) * 1000)
-                    assert response.status_code == 200, response.text[:500]
                 label = "&".join(f"{k}={v}" for k, v in params.items())
+                path = f"/api/v1/task-outputs/stats?{label}"
+                times = timed_gets(client, path, args.repeat)
                 median = sorted(times)[len(times) // 2]
-                groups = len(response.json()["groups"])
+                groups = len(client.get(path).json()["groups"])
                 stats[label] = {"groups": groups, "median_ms": round(median, 1), "max_ms": round(max(times), 1)}
                 print(f"stats {label}: {stats[label]}", file=sys.stderr)
         report = {"rows": args.rows, "list_page_ms": round(baseline, 1), "exports": results, "stats": stats}
