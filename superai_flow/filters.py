@@ -26,6 +26,7 @@ from superai_flow.json_queries import (
     JSONPathKind,
     JSONPathNumber,
     JSONPathText,
+    json_path,
 )
 from superai_flow.serializers import TIMESTAMP_ERRORS, json_problem, parse_aware_timestamp, text_problem
 
@@ -143,8 +144,8 @@ class JSONOrderingFormField(forms.CharField):
         if name == self.field_name:
             return value.startswith("-"), None, name
         column, dot, path_text = name.partition(".")
-        path = path_text.split(".")
-        if column == self.column and dot and all(path) and not any(text_problem(key) for key in path):
+        path = json_path(path_text)
+        if column == self.column and dot and path:
             return value.startswith("-"), column, path
         raise DjangoValidationError(
             f"Use {self.field_name}, -{self.field_name}, {self.column}.<path> or -{self.column}.<path> "
@@ -204,8 +205,8 @@ def _parse_json_key_filter(name: str, values: list[str]) -> list[Any]:
     head, sep, tail = path_text.rpartition("__")
     if sep and tail in COMPARISONS:
         path_text, operator = head, tail
-    path = path_text.split(".")
-    if not all(path) or any(text_problem(key) for key in path):
+    path = json_path(path_text)
+    if path is None:
         raise DjangoValidationError(
             f"Use {column}.<key> or dotted keys for nested objects, e.g. {column}.stats.rows.", code="invalid_path"
         )

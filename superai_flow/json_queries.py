@@ -14,6 +14,8 @@ from typing import Any
 from django.db import NotSupportedError
 from django.db.models import BooleanField, Expression, F, Field, IntegerField, TextField
 
+from superai_flow.serializers import text_problem
+
 COMPARISONS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 
 
@@ -41,7 +43,14 @@ class _JSONCondition(_OnJSONColumn):
         super().__init__(column, BooleanField())
 
 
-def _sqlite_path(path: list[str]) -> str:
+def json_path(text: str) -> list[str] | None:
+    """The object keys of a dotted path (`stats.rows`), or None when a key is empty or not storable text."""
+    keys = text.split(".")
+    return keys if all(keys) and not any(text_problem(key) for key in keys) else None
+
+
+def sqlite_path(path: list[str]) -> str:
+    """`path` as a SQLite JSON path: `$."stats"."rows"`."""
     return "$" + "".join(f".{json.dumps(key)}" for key in path)
 
 
@@ -82,7 +91,7 @@ class JSONPathEquals(_JSONCondition):
 
     def as_sqlite(self, compiler, connection):
         lhs, params = compiler.compile(self.column)
-        path = _sqlite_path(self.path)
+        path = sqlite_path(self.path)
         value = self.value
         json_type = f"json_type({lhs}, %s)"
         if value is None or isinstance(value, bool):
@@ -116,7 +125,7 @@ class JSONPathCompare(_JSONCondition):
 
     def as_sqlite(self, compiler, connection):
         lhs, params = compiler.compile(self.column)
-        path = _sqlite_path(self.path)
+        path = sqlite_path(self.path)
         sql = (
             f"(CASE WHEN json_type({lhs}, %s) IN ('integer', 'real') THEN json_extract({lhs}, %s) END) "
             f"{self.operator} %s"
@@ -151,7 +160,7 @@ class JSONPathKind(_JSONPathValue):
     def as_sqlite(self, compiler, connection):
         lhs, params = compiler.compile(self.column)
         sql = f"(CASE json_type({lhs}, %s) WHEN 'integer' THEN 0 WHEN 'real' THEN 0 WHEN 'text' THEN 1 ELSE 2 END)"
-        return sql, [*params, _sqlite_path(self.path)]
+        return sql, [*params, sqlite_path(self.path)]
 
 
 class JSONNumberField(Field):
@@ -182,7 +191,7 @@ class JSONPathNumber(_JSONPathValue):
 
     def as_sqlite(self, compiler, connection):
         lhs, params = compiler.compile(self.column)
-        path = _sqlite_path(self.path)
+        path = sqlite_path(self.path)
         sql = f"COALESCE(CASE WHEN json_type({lhs}, %s) IN ('integer', 'real') THEN json_extract({lhs}, %s) END, 0)"
         return sql, [*params, path, *params, path]
 
@@ -204,6 +213,6 @@ class JSONPathText(_JSONPathValue):
 
     def as_sqlite(self, compiler, connection):
         lhs, params = compiler.compile(self.column)
-        path = _sqlite_path(self.path)
+        path = sqlite_path(self.path)
         sql = f"COALESCE(CASE WHEN json_type({lhs}, %s) = 'text' THEN json_extract({lhs}, %s) END, '')"
         return sql, [*params, path, *params, path]

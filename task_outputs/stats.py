@@ -11,7 +11,6 @@ only). `group_by=tag` counts an output once under each of its tags (and under `n
 
 from __future__ import annotations
 
-import json
 import math
 import uuid
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from django.db import connection
 from django.db.models import QuerySet
 from rest_framework.exceptions import ErrorDetail, ValidationError
 
-from superai_flow.serializers import text_problem
+from superai_flow.json_queries import json_path, sqlite_path
 from task_outputs.models import TaskOutput
 
 GROUPS = ("task_name", "status", "flow_execution_id", "tag", "hour", "day")
@@ -58,8 +57,8 @@ def stats_query(request) -> StatsQuery:
         raise _invalid("group_by", f"Group by at most {MAX_GROUP_BY} of them.", "too_many")
     metrics = []
     for entry in dict.fromkeys(_values(request, "metric")):
-        path = entry.split(".")[1:] if entry.startswith("summary.") else []
-        if not path or not all(path) or any(text_problem(key) for key in path):
+        path = json_path(entry.removeprefix("summary.")) if entry.startswith("summary.") else None
+        if path is None:
             message = f"{entry!r}: use summary.<key>, or dotted keys for nested objects."
             raise _invalid("metric", message, "invalid_path")
         metrics.append(tuple(path))
@@ -144,11 +143,11 @@ class _Sql:
                 self.join_params.append(list(path))
                 self.values.append((f"m{i}.v", []))
             else:
-                json_path = "$" + "".join(f".{json.dumps(key)}" for key in path)
+                where = sqlite_path(path)
                 value = (
                     "(CASE WHEN json_type(t.summary, %s) IN ('integer', 'real') THEN json_extract(t.summary, %s) END)"
                 )
-                self.values.append((value, [json_path, json_path]))
+                self.values.append((value, [where, where]))
 
     def rows(self, inner: str, inner_params) -> tuple[str, list]:
         """A row per output (per output and tag, grouping by tag): its keys k0.., its metric values v0.. and, on

@@ -12,6 +12,7 @@ from rest_framework import serializers
 from rest_framework.exceptions import ErrorDetail, ValidationError
 
 from flow_executions.lifecycle import CREATABLE_STATUSES, Status
+from superai_flow.json_queries import json_path
 from superai_flow.serializers import (
     AwareDateTimeField,
     IgnoredJSONField,
@@ -21,7 +22,6 @@ from superai_flow.serializers import (
     StrictSerializer,
     StrictUUIDField,
     TagsField,
-    text_problem,
 )
 from task_outputs.models import TaskOutput
 
@@ -132,12 +132,13 @@ def parse_fields(raw: str) -> Fields:
         if not entry:
             problems.append(ErrorDetail("Name the fields, separated by single commas.", code="blank"))
             continue
-        path = tuple(entry.split(".")[1:]) if entry.startswith("summary.") else ()
+        prefixed = entry.startswith("summary.")
+        path = json_path(entry.removeprefix("summary.")) if prefixed else None
         if entry in RECORD:
             names.add(entry)
-        elif path and all(path) and not any(text_problem(key) for key in path):
-            paths.add(path)
-        elif path:
+        elif path is not None:
+            paths.add(tuple(path))
+        elif prefixed:
             message = f"{entry!r}: use summary.<key>, or dotted keys for nested objects (summary.stats.rows)."
             problems.append(ErrorDetail(message, code="invalid_path"))
         else:
