@@ -10,8 +10,8 @@ What runs, all on this machine, deleted at the end (also after an error or Ctrl-
   CHANNEL_LAYER_PREFIX of this run's own.
 - The server: `make serve` with WEB_CONCURRENCY=--processes (supervisord, daphne processes sharing one
   listening socket), as operators run it (docs/operations.md), with the rate limit off (API_RATE_LIMIT="":
-  one key sends everything) and every other setting at its default (LIVE_CURSOR_GRACE_SECONDS 40 s,
-  WS_MAX_REPLAY 10,000, pools of 20).
+  one key sends everything) and every other setting at its default (LIVE_CURSOR_GRACE_SECONDS 15 s,
+  WS_MAX_REPLAY 10,000, WS_REPLAY_CACHE_MB 4, pools of 20).
 
 The load, from this process (asyncio):
 

@@ -189,9 +189,16 @@ class Dispatcher:
     async def _send_retrying(self, layer, items: list[_Item], *, batched: bool) -> None:
         """Send `items` in one attempt after another until sent, dropping those that grow too old in between.
 
-        `items` is emptied when they are sent; it always holds those neither sent nor dropped yet.
+        `items` is emptied when they are sent; it always holds those neither sent nor dropped yet. No attempt
+        starts after an item's deadline (an item may have waited that long behind others being retried), so
+        a message arrives at most NOTIFY_MAX_AGE_SECONDS + NOTIFY_SEND_TIMEOUT_SECONDS after it was queued:
+        what the cursors' grace allows for (LIVE_CURSOR_GRACE_SECONDS).
         """
         while items:
+            now = time.monotonic()
+            for item in [item for item in items if now > item.deadline]:
+                self._drop(item, f"too old to send after {item.attempts} attempts")
+            items[:] = [item for item in items if now <= item.deadline]
             for item in items:
                 item.attempts += 1
             attempts = max(item.attempts for item in items)

@@ -208,16 +208,21 @@ else:
 # The background dispatcher of notifications (superai_flow.notifications).
 NOTIFY_MAX_QUEUE = env_int("NOTIFY_MAX_QUEUE", 10_000, minimum=1)
 NOTIFY_SEND_TIMEOUT_SECONDS = env_int("NOTIFY_SEND_TIMEOUT_SECONDS", 2, minimum=1)
-NOTIFY_MAX_AGE_SECONDS = env_int("NOTIFY_MAX_AGE_SECONDS", 30, minimum=1)
+NOTIFY_MAX_AGE_SECONDS = env_int("NOTIFY_MAX_AGE_SECONDS", 10, minimum=1)
 NOTIFY_DRAIN_SECONDS = env_int("NOTIFY_DRAIN_SECONDS", 5, minimum=0)
 NOTIFY_BATCH_INTERVAL_MS = env_int("NOTIFY_BATCH_INTERVAL_MS", 5, minimum=0)
 # How far back the cursors of live messages reach (task_outputs.live): the longest a message may take
-# to arrive (NOTIFY_MAX_AGE_SECONDS), plus room for clock differences between servers.
-LIVE_CURSOR_GRACE_SECONDS = env_int("LIVE_CURSOR_GRACE_SECONDS", NOTIFY_MAX_AGE_SECONDS + 10, minimum=0)
+# to arrive (queued for NOTIFY_MAX_AGE_SECONDS, then one last attempt of NOTIFY_SEND_TIMEOUT_SECONDS),
+# plus 3 s for the write's commit and clock differences between servers. Every resume replays this much.
+LIVE_CURSOR_GRACE_SECONDS = env_int(
+    "LIVE_CURSOR_GRACE_SECONDS", NOTIFY_MAX_AGE_SECONDS + NOTIFY_SEND_TIMEOUT_SECONDS + 3, minimum=0
+)
 # Every WebSocket gets {"type": "heartbeat"} this often, so that idle proxies keep it open.
 WS_HEARTBEAT_SECONDS = env_int("WS_HEARTBEAT_SECONDS", 25, minimum=1)
 # A resume that would replay more task outputs than this gets {"type": "resync_required"} instead.
 WS_MAX_REPLAY = env_int("WS_MAX_REPLAY", 10_000, minimum=1)
+# Each feed's cache of replayed texts, per process (task_outputs.live.ReplayTexts), in MiB of text.
+WS_REPLAY_CACHE_MB = env_int("WS_REPLAY_CACHE_MB", 4, minimum=0)
 # How often each process checks the credentials of its open WebSockets (superai_flow.credential_watch):
 # a revoked key or a removed member loses their feeds within this, and the contract allows 5 s.
 WS_CREDENTIAL_CHECK_SECONDS = env_int("WS_CREDENTIAL_CHECK_SECONDS", 2, minimum=1, maximum=4)

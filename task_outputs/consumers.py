@@ -331,7 +331,7 @@ class FlowExecutionFeedConsumer(LiveFeedConsumer):
             organization_id=self.flow_execution.organization_id, flow_execution_id=self.flow_execution.id
         )
 
-    replay_texts = live.ReplayTexts(settings.WS_MAX_REPLAY)
+    replay_texts = live.ReplayTexts(settings.WS_REPLAY_CACHE_MB * 2**20)
 
     def replay_text(self, row: TaskOutput) -> str:
         return live.flow_message(row, live.replay_event_type(row))
@@ -416,7 +416,7 @@ class SummaryFeedConsumer(LiveFeedConsumer):
             rows = rows.filter(JSONArrayContainsAll("tags", list(self.tags)))
         return rows
 
-    replay_texts = live.ReplayTexts(settings.WS_MAX_REPLAY)
+    replay_texts = live.ReplayTexts(settings.WS_REPLAY_CACHE_MB * 2**20)
 
     def replay_text(self, row: TaskOutput) -> str:
         return live.summary_message(row)

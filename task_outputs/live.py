@@ -140,14 +140,16 @@ class ReplayTexts:
     Every resume repeats at least LIVE_CURSOR_GRACE_SECONDS of writes, so under load each recent row is
     replayed by every client that resumes within that time: the soak (docs/operations.md) replayed each row
     about a hundred times per process. A text is kept with the row's `revision` (a later write of the row
-    misses), at most `size` of them; the first kept is dropped first, and a row written no later than the last
-    one dropped is not kept, so that a replay from far back cannot push out the recent rows every other replay
-    needs. Shared by the threads that run database_sync_to_async calls.
+    misses), up to `max_bytes` of text in all (texts are ASCII JSON: a character is a byte), so that its
+    memory does not depend on how large outputs are; the first kept is dropped first, and a row written no
+    later than the last one dropped is not kept, so that a replay from far back cannot push out the recent
+    rows every other replay needs. Shared by the threads that run database_sync_to_async calls.
     """
 
-    def __init__(self, size: int) -> None:
-        self.size = size
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
         self.texts: dict[uuid.UUID, tuple[int, int, str]] = {}  # id -> (revision, write_txid, text)
+        self.bytes = 0
         self.floor = 0  # the write_txid of the last text dropped
         self.lock = threading.Lock()
 
@@ -159,15 +161,22 @@ class ReplayTexts:
         with self.lock:
             if output.write_txid <= self.floor:
                 return
-            self.texts.pop(output.id, None)
+            self._drop(self.texts.pop(output.id, None))
             self.texts[output.id] = (output.revision, output.write_txid, text)
-            while len(self.texts) > self.size:
-                _, txid, _ = self.texts.pop(next(iter(self.texts)))
-                self.floor = max(self.floor, txid)
+            self.bytes += len(text)
+            while self.bytes > self.max_bytes:
+                entry = self.texts.pop(next(iter(self.texts)))
+                self._drop(entry)
+                self.floor = max(self.floor, entry[1])
+
+    def _drop(self, entry: tuple[int, int, str] | None) -> None:
+        if entry is not None:
+            self.bytes -= len(entry[2])
 
     def clear(self) -> None:
         with self.lock:
             self.texts.clear()
+            self.bytes = 0
             self.floor = 0
 
 

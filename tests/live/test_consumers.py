@@ -562,7 +562,7 @@ async def test_a_replay_reuses_the_texts_earlier_replays_made_and_remakes_change
     dispatcher, flow_a, key_a, monkeypatch
 ):
     feed = consumers.FlowExecutionFeedConsumer
-    monkeypatch.setattr(feed, "replay_texts", live.ReplayTexts(100))
+    monkeypatch.setattr(feed, "replay_texts", live.ReplayTexts(2**20))
     made = []
     replay_text = feed.replay_text
 
@@ -597,13 +597,17 @@ async def test_a_replay_reuses_the_texts_earlier_replays_made_and_remakes_change
     ]
 
 
-async def test_replay_texts_keep_the_newest_rows_up_to_their_size():
-    texts = live.ReplayTexts(2)
+async def test_replay_texts_keep_the_newest_rows_up_to_their_size_in_bytes():
+    texts = live.ReplayTexts(max_bytes=20)  # two of these 7-character texts, not three
     rows = [TaskOutput(id=uuid.uuid4(), revision=1, write_txid=txid) for txid in (10, 11, 12)]
     for row in rows:
         texts.put(row, f"text {row.write_txid}")
 
     assert [texts.get(row.id, 1) for row in rows] == [None, "text 11", "text 12"]
+    assert texts.bytes == 14
     texts.put(rows[0], "text 10")  # older than what was dropped: a far-behind replay keeps nothing
     assert texts.get(rows[0].id, 1) is None and texts.get(rows[1].id, 1) == "text 11"
     assert texts.get(rows[2].id, 2) is None  # another revision of the row
+    rows[2].revision = 2
+    texts.put(rows[2], "text 12, v2")  # replaces the row's text: 7 + 11 bytes kept
+    assert texts.bytes == 18 and texts.get(rows[2].id, 2) == "text 12, v2" and texts.get(rows[1].id, 1) == "text 11"

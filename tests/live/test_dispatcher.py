@@ -274,6 +274,36 @@ async def test_only_the_messages_too_old_are_dropped_from_a_batch_the_rest_is_re
         redis.stop()
 
 
+@pytest.mark.redis
+@pytest.mark.asyncio
+async def test_a_message_that_waited_past_its_age_behind_a_slow_send_is_dropped_not_sent_late(settings, caplog):
+    """Cursors allow a message NOTIFY_MAX_AGE_SECONDS plus one send attempt (live.py): none may come later."""
+    with RedisServer() as redis:
+        settings.CHANNEL_LAYERS = pubsub_layer(redis.url)
+        dispatcher = Dispatcher(max_queue=100, send_timeout=5, max_age=0.5, drain_seconds=0)
+        dispatcher.attach(asyncio.get_running_loop())
+        client = redis_py.Redis.from_url(redis.url)
+        try:
+            dispatcher.submit([("slow", {"type": "t.warm"})])  # the connection is made before the pause
+            await until(lambda: dispatcher.counters["sent"] == 1)
+            client.execute_command("CLIENT", "PAUSE", "1500", "WRITE")  # PUBLISH waits 1.5 s: a slow Redis
+            with caplog.at_level(logging.WARNING, logger="superai_flow.notifications"):
+                dispatcher.submit([("slow", {"type": "t.first"})])
+                await asyncio.sleep(0.2)  # its send is under way, waiting for Redis
+                dispatcher.submit([("slow", {"type": "t.second"})])
+                await until(lambda: dispatcher.counters["sent"] + dispatcher.counters["dropped"] == 3)
+
+            assert dispatcher.counters["sent"] == 2 and dispatcher.counters["dropped"] == 1
+            assert publish_calls(redis) == 2
+            drops = [record.getMessage() for record in caplog.records if "Dropped" in record.getMessage()]
+            assert drops == [
+                "Dropped notification t.second to slow: too old to send after 0 attempts (1 dropped so far)"
+            ]
+        finally:
+            client.close()
+            dispatcher.close()
+
+
 @pytest.mark.asyncio
 async def test_the_in_memory_layer_gets_the_messages_one_by_one_in_order(settings):
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
