@@ -55,6 +55,20 @@ def test_without_groups_one_group_counts_everything(client_a, outputs, flow_b, m
     }}}]  # fmt: skip
 
 
+def test_numbers_are_read_as_doubles_from_tiny_to_huge(client_a, flow_a, make_output):
+    for value in (2**60, 1e200, 1e200, -1.5e-300, 0.25):  # 1e200 squared, as avg(float8) would, overflows
+        make_output(flow_a, task_name="wide", summary={"value": value})
+
+    body = client_a.get(URL, {"metric": "summary.value"}).json()
+
+    stat = body["groups"][0]["metrics"]["summary.value"]
+    assert stat["count"] == 5
+    assert stat["min"] == -1.5e-300 and stat["max"] == 1e200
+    assert stat["sum"] == pytest.approx(2e200) and stat["avg"] == pytest.approx(4e199)
+    assert stat["p50"] == pytest.approx(2**60)
+    assert isinstance(stat["max"], float)  # beyond 2**53 an integral double stays a float, not a made-up integer
+
+
 def test_groups_by_task_and_status_with_two_metrics(client_a, outputs):
     body = client_a.get(
         URL, {"group_by": ["task_name", "status"], "metric": ["summary.pages", "summary.stats.ms"]}
