@@ -140,7 +140,7 @@ def test_the_api_examples_print_what_the_readme_shows(daphne_server, tenant):
     env = {**os.environ, "BASE": daphne_server.url, "KEY": key, "ORG": organization_id, "FLOW": flow["id"]}
     examples = api_examples()
 
-    assert [name for name, _, _ in examples] == ["create", "list", "invalid"]
+    assert [name for name, _, _ in examples] == ["create", "list", "ordered", "export", "stats", "invalid"]
     for name, command, shown in examples:
         run = subprocess.run(["bash", "-c", command], env=env, capture_output=True, text=True, timeout=30)
         assert run.returncode == 0 and not run.stderr, (name, run.stderr)
