@@ -10,6 +10,7 @@ times the 10,000-row figure.
 
     python bench/reads.py                          # 10,000, 100,000 then 1,000,000 rows
     python bench/reads.py --sizes 10000 100000 --requests 100
+    python bench/reads.py --sort-index             # the summary orderings again with `summary_sort_index add`
 """
 
 from __future__ import annotations
@@ -61,12 +62,32 @@ def requests_under_test(client: httpx.Client, deployment: Deployment, organizati
     }
 
 
+def timing(client: httpx.Client, path: str, requests: int, seconds: float) -> dict:
+    """p50, p99 and max of `requests` GETs of `path` (fewer, at least 30, when they would take over `seconds`)."""
+    started = time.perf_counter()
+    client.get(path)
+    first = time.perf_counter() - started
+    count = max(30, min(requests, int(seconds / max(first, 1e-3))))
+    times = timed_gets(client, path, count)
+    return {
+        "p50_ms": round(percentile(times, 0.5), 1),
+        "p99_ms": round(percentile(times, 0.99), 1),
+        "max_ms": round(max(times), 1),
+        "requests": count,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--requests", type=int, default=300, help="of each kind, per size (default 300)")
     parser.add_argument(
         "--seconds", type=float, default=20, help="fewer requests of a slow kind, to fit about this long (at least 30)"
+    )
+    parser.add_argument(
+        "--sort-index",
+        action="store_true",
+        help="at each size, time the summary orderings again with `manage.py summary_sort_index add summary.pages`",
     )
     args = parser.parse_args()
 
@@ -87,20 +108,20 @@ def main() -> None:
                 deployment.psql("ANALYZE")
                 filled = size
                 print(f"... in {time.monotonic() - started:.0f} s", file=sys.stderr)
+                requests = requests_under_test(client, deployment, organization_id)
+                timed = list(requests.items())
+                if args.sort_index:  # made after the rest is timed, removed before the next size is filled
+                    timed += [(f"{name} (sort index)", path) for name, path in timed if name.startswith("ordering=")]
                 results = {}
-                for name, path in requests_under_test(client, deployment, organization_id).items():
-                    started = time.perf_counter()
-                    client.get(path)
-                    first = time.perf_counter() - started
-                    count = max(30, min(args.requests, int(args.seconds / max(first, 1e-3))))
-                    times = timed_gets(client, path, count)
-                    results[name] = {
-                        "p50_ms": round(percentile(times, 0.5), 1),
-                        "p99_ms": round(percentile(times, 0.99), 1),
-                        "max_ms": round(max(times), 1),
-                        "requests": count,
-                    }
+                for name, path in timed:
+                    if name.endswith("(sort index)") and "sort index" not in results:
+                        started = time.monotonic()
+                        deployment.manage("summary_sort_index", "add", "summary.pages")
+                        results["sort index"] = {"made_in_s": round(time.monotonic() - started, 1)}
+                    results[name] = timing(client, path, args.requests, args.seconds)
                     print(f"{size:>9,} {name:50} {results[name]}", file=sys.stderr)
+                if "sort index" in results:
+                    deployment.manage("summary_sort_index", "remove", "summary.pages")
                 report[str(size)] = results
     print(json.dumps(report, indent=2))
 

@@ -1,0 +1,125 @@
+"""`manage.py summary_sort_index`: indexes that serve `ordering=summary.<path>` (PostgreSQL)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import connection
+
+from task_outputs.management.commands.summary_sort_index import index_names
+from task_outputs.models import TaskOutput
+
+URL = "/api/v1/task-outputs"
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def command(*args: str) -> str:
+    printed = io.StringIO()
+    call_command("summary_sort_index", *args, stdout=printed)
+    return printed.getvalue()
+
+
+@contextlib.contextmanager
+def serving_as(role: str):
+    """Django's connection as `role` (as tests/conftest.py's as_runtime_role does), then the owner's again."""
+
+    def switch(user: str) -> None:
+        connection.close()
+        connection.close_pool()
+        connection.settings_dict["USER"] = user
+
+    owner = connection.settings_dict["USER"]
+    switch(role)
+    try:
+        yield
+    finally:
+        switch(owner)
+
+
+def walk(client, url: str) -> list[str]:
+    seen = []
+    while url:
+        page = client.get(url).json()
+        seen += [row["id"] for row in page["results"]]
+        url = page["next"]
+    return seen
+
+
+def plan_of(client, url: str) -> dict:
+    """The EXPLAIN ANALYZE plan of the one list query of the page at `url`."""
+    plans = []
+
+    def explain(execute, sql, params, many, context):
+        if sql.startswith("SELECT") and 'FROM "task_outputs_taskoutput"' in sql and "LIMIT" in sql:
+            raw = context["cursor"].cursor  # psycopg's own cursor: not through this wrapper again
+            raw.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", params)
+            plans.append(raw.fetchone()[0][0]["Plan"])
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(explain):
+        assert client.get(url).status_code == 200
+    assert len(plans) == 1
+    return plans[0]
+
+
+def index_scans(plan: dict) -> dict[str, int]:
+    """The rows each index scan of `plan` returned, by index name."""
+    scans, stack = {}, [plan]
+    while stack:
+        node = stack.pop()
+        if "Index Name" in node:
+            scans[node["Index Name"]] = node["Actual Rows"]
+        stack += node.get("Plans", [])
+    return scans
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)  # CREATE INDEX CONCURRENTLY runs outside a transaction
+def test_an_added_index_serves_both_directions_with_the_same_pages(client_a, flow_a, runtime_role):
+    fields = {"organization": flow_a.organization, "flow_execution": flow_a, "flow_version": 1, "task_name": "t"}
+
+    def summary(i: int) -> dict:  # numbers (with ties), strings, and neither
+        return [{"pages": i % 97}, {"pages": f"s{i % 7}"}, {"other": 1}, {"pages": i * 0.5}][i % 4]
+
+    TaskOutput.objects.bulk_create(
+        TaskOutput(**fields, summary=summary(i), created_at=T0 + timedelta(seconds=i // 3)) for i in range(4000)
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE task_outputs_taskoutput")
+    urls = [f"{URL}?ordering=-summary.pages&page_size=200", f"{URL}?ordering=summary.pages&page_size=200"]
+    before = [walk(client_a, url) for url in urls]
+    names = index_names(["pages"])
+    try:
+        printed = command("add", "summary.pages")  # as the tables' owner
+
+        assert "can now read from an index" in printed
+        listed = command("list")
+        assert f"summary.pages ascending  {names['asc']}" in listed
+        assert f"summary.pages descending  {names['desc']}" in listed
+        with serving_as(runtime_role):  # as deployed: row-level security on
+            for url, direction in zip(urls, ("desc", "asc"), strict=True):
+                scans = index_scans(plan_of(client_a, url))
+                assert scans.get(names[direction], 4000) <= 201, scans  # one page read in order, not 4,000 sorted
+            assert [walk(client_a, url) for url in urls] == before  # the same rows in the same order, page by page
+    finally:
+        command("remove", "summary.pages")
+    assert "No summary sort indexes." in command("list")
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("path", ["pages", "summary.", "summary..x", "summary"])
+def test_a_malformed_path_is_refused(db, path):
+    with pytest.raises(CommandError, match=r"summary\.<key>"):
+        command("add", path)
+
+
+def test_each_database_gets_its_answer(db):
+    if connection.vendor == "postgresql":
+        assert command("list").strip() == "No summary sort indexes."
+    else:  # the embedded default sorts in memory
+        with pytest.raises(CommandError, match="for PostgreSQL"):
+            command("add", "summary.pages")
