@@ -143,7 +143,15 @@ class _JSONPathValue(_OnJSONColumn):
 
 # Ordering by a JSON value (`ordering=summary.<path>`) sorts by three keys, none of them NULL, so that a
 # keyset condition can compare them like any column: the kind (numbers, then strings, then the rest), the
-# number (0 when not one) and the string ('' when not one).
+# number (0 when not one) and the string ('' when not one). On PostgreSQL the path is written into the SQL
+# as a constant, not sent as a parameter: a statement the server has prepared may be planned once for any
+# parameters (a generic plan), and such a plan cannot use an index made on the expression for one path
+# (`manage.py summary_sort_index`).
+
+
+def _pg_path(connection, path: list[str]) -> str:
+    """`path` as a PostgreSQL text[] constant, quoted by psycopg."""
+    return f"{connection.ops.compose_sql('%s', [path])}::text[]"
 
 
 class JSONPathKind(_JSONPathValue):
@@ -154,8 +162,9 @@ class JSONPathKind(_JSONPathValue):
 
     def as_postgresql(self, compiler, connection):
         lhs, params = compiler.compile(self.column)
-        sql = f"(CASE jsonb_typeof({lhs} #> %s::text[]) WHEN 'number' THEN 0 WHEN 'string' THEN 1 ELSE 2 END)"
-        return sql, [*params, self.path]
+        path = _pg_path(connection, self.path)
+        sql = f"(CASE jsonb_typeof({lhs} #> {path}) WHEN 'number' THEN 0 WHEN 'string' THEN 1 ELSE 2 END)"
+        return sql, params
 
     def as_sqlite(self, compiler, connection):
         lhs, params = compiler.compile(self.column)
@@ -185,9 +194,9 @@ class JSONPathNumber(_JSONPathValue):
 
     def as_postgresql(self, compiler, connection):
         lhs, params = compiler.compile(self.column)
-        value = f"({lhs} #> %s::text[])"
+        value = f"({lhs} #> {_pg_path(connection, self.path)})"
         sql = f"COALESCE(CASE WHEN jsonb_typeof({value}) = 'number' THEN {value}::numeric END, 0)"
-        return sql, [*params, self.path, *params, self.path]
+        return sql, [*params, *params]
 
     def as_sqlite(self, compiler, connection):
         lhs, params = compiler.compile(self.column)
@@ -205,11 +214,10 @@ class JSONPathText(_JSONPathValue):
     def as_postgresql(self, compiler, connection):
         lhs, params = compiler.compile(self.column)
         # Code point order, as SQLite (and Python) compare strings, whatever the database's collation.
-        sql = (
-            f"(COALESCE(CASE WHEN jsonb_typeof({lhs} #> %s::text[]) = 'string' THEN {lhs} #>> %s::text[] END, '')"
-            f' COLLATE "C")'
-        )
-        return sql, [*params, self.path, *params, self.path]
+        path = _pg_path(connection, self.path)
+        value = f"CASE WHEN jsonb_typeof({lhs} #> {path}) = 'string' THEN {lhs} #>> {path} END"
+        sql = f"(COALESCE({value}, '') COLLATE \"C\")"
+        return sql, [*params, *params]
 
     def as_sqlite(self, compiler, connection):
         lhs, params = compiler.compile(self.column)
