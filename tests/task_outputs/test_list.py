@@ -360,6 +360,33 @@ def test_a_deep_page_seeks_the_index_instead_of_reading_the_rows_before_it(clien
     assert max(node.get("Rows Removed by Filter", 0) for node in nodes) == 0, plans
 
 
+@pytest.mark.postgres
+def test_the_planner_expects_about_as_many_summary_matches_as_there_are(client_a, flow_a):
+    """With a second condition beside the containment, the planner multiplied two guesses, expected a
+    hundredth of the rows and read every match of a common value instead of the newest page of them."""
+    fields = {"organization": flow_a.organization, "flow_execution": flow_a, "flow_version": 1, "task_name": "t"}
+    TaskOutput.objects.bulk_create(TaskOutput(**fields, summary={"pages": i % 3}) for i in range(3000))
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE task_outputs_taskoutput")
+    plans = []
+
+    def explain(execute, sql, params, many, context):
+        if sql.startswith("SELECT") and 'FROM "task_outputs_taskoutput"' in sql and "LIMIT" in sql:
+            raw = context["cursor"].cursor  # psycopg's own cursor: not through this wrapper again
+            raw.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", params)
+            plans.append(raw.fetchone()[0][0]["Plan"])
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(explain):
+        assert len(ids(client_a.get(URL, {"summary.pages": "1", "page_size": 10}))) == 10
+    nodes, stack = [], [plans[0]]
+    while stack:
+        nodes.append(stack.pop())
+        stack += nodes[-1].get("Plans", [])
+    scans = [node for node in nodes if node.get("Relation Name") == "task_outputs_taskoutput"]
+    assert scans and all(node["Plan Rows"] >= 100 for node in scans), scans  # 1,000 match; before: 5 expected
+
+
 def test_pagination_links_keep_the_filters(client_a, flow_a, make_output):
     for _ in range(3):
         make_output(flow_a, task_name="a")
