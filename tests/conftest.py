@@ -22,7 +22,7 @@ from superai_flow.organizations.services import api_key_create
 from superai_flow.tenancy import grant_runtime_privileges
 from task_outputs.models import TaskOutput
 from task_outputs.services import task_output_create
-from tests.helpers import bearer_client, drop_role, throwaway_name
+from tests.helpers import bearer_client, connection_as, drop_role, throwaway_name
 
 
 def pytest_runtest_setup(item):
@@ -71,15 +71,8 @@ def as_runtime_role(runtime_role):
     """Django's connection as the role the service runs as (no SUPERUSER, no BYPASSRLS), for the rest of
     the test; the owner's again afterwards."""
 
-    def switch(user: str) -> None:
-        connection.close()
-        connection.close_pool()
-        connection.settings_dict["USER"] = user
-
-    owner = connection.settings_dict["USER"]
-    switch(runtime_role)
-    yield runtime_role
-    switch(owner)
+    with connection_as(runtime_role):
+        yield runtime_role
 
 
 @pytest.fixture(autouse=True)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
+from django.db import connection
 from psycopg import sql
 from rest_framework.test import APIClient
 
@@ -76,3 +79,47 @@ def drop_database(settings: dict[str, Any], database: str) -> None:
     """Drop `database`, ending the sessions still connected to it."""
     with server_admin(settings) as admin:
         admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database)))
+
+
+def list_query_plan(client: APIClient, url: str) -> tuple[Any, list[dict[str, Any]]]:
+    """GET `url` with `client`, and the EXPLAIN ANALYZE plan of the task-output list query it ran (PostgreSQL):
+    (the response, every node of the plan, the top one first)."""
+    plans = []
+
+    def explain(execute, sql_text, params, many, context):
+        if sql_text.startswith("SELECT") and 'FROM "task_outputs_taskoutput"' in sql_text and "LIMIT" in sql_text:
+            raw = context["cursor"].cursor  # psycopg's own cursor: not through this wrapper again
+            raw.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql_text}", params)
+            plans.append(raw.fetchone()[0][0]["Plan"])
+        return execute(sql_text, params, many, context)
+
+    with connection.execute_wrapper(explain):
+        response = client.get(url)
+    assert len(plans) == 1, plans
+    return response, plan_nodes(plans[0])
+
+
+def plan_nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every node of an EXPLAIN (FORMAT JSON) plan, the top one first."""
+    nodes, stack = [], [plan]
+    while stack:
+        nodes.append(stack.pop())
+        stack += nodes[-1].get("Plans", [])
+    return nodes
+
+
+@contextlib.contextmanager
+def connection_as(user: str) -> Iterator[None]:
+    """Django's default connection as PostgreSQL role `user` inside the block, as before it afterwards."""
+
+    def switch(to: str) -> None:
+        connection.close()
+        connection.close_pool()
+        connection.settings_dict["USER"] = to
+
+    before = connection.settings_dict["USER"]
+    switch(user)
+    try:
+        yield
+    finally:
+        switch(before)

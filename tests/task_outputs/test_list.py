@@ -14,7 +14,7 @@ from django.test.utils import CaptureQueriesContext
 from flow_executions.lifecycle import Status
 from flow_executions.models import TaskExecution
 from task_outputs.models import TaskOutput
-from tests.helpers import detail_codes, error_of
+from tests.helpers import detail_codes, error_of, list_query_plan
 
 URL = "/api/v1/task-outputs"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -339,25 +339,12 @@ def test_a_deep_page_seeks_the_index_instead_of_reading_the_rows_before_it(clien
     url = f"{URL}?page_size=500&ordering={ordering}"
     for _ in range(4):  # to the fifth page: 2,000 rows before it
         url = client_a.get(url).json()["next"]
-    plans = []
 
-    def explain(execute, sql, params, many, context):
-        if sql.startswith("SELECT") and 'FROM "task_outputs_taskoutput"' in sql and "LIMIT" in sql:
-            raw = context["cursor"].cursor  # psycopg's own cursor: not through this wrapper again
-            raw.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", params)
-            plans.append(raw.fetchone()[0][0]["Plan"])
-        return execute(sql, params, many, context)
+    response, nodes = list_query_plan(client_a, url)
 
-    with connection.execute_wrapper(explain):
-        page = client_a.get(url).json()
-
-    assert len(page["results"]) == 500 and len(plans) == 1
-    nodes, stack = [], [plans[0]]
-    while stack:
-        nodes.append(stack.pop())
-        stack += nodes[-1].get("Plans", [])
-    assert any("ROW(created_at, id)" in node.get("Index Cond", "") for node in nodes), plans
-    assert max(node.get("Rows Removed by Filter", 0) for node in nodes) == 0, plans
+    assert len(response.json()["results"]) == 500
+    assert any("ROW(created_at, id)" in node.get("Index Cond", "") for node in nodes), nodes
+    assert max(node.get("Rows Removed by Filter", 0) for node in nodes) == 0, nodes
 
 
 @pytest.mark.postgres
@@ -368,21 +355,10 @@ def test_the_planner_expects_about_as_many_summary_matches_as_there_are(client_a
     TaskOutput.objects.bulk_create(TaskOutput(**fields, summary={"pages": i % 3}) for i in range(3000))
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE task_outputs_taskoutput")
-    plans = []
 
-    def explain(execute, sql, params, many, context):
-        if sql.startswith("SELECT") and 'FROM "task_outputs_taskoutput"' in sql and "LIMIT" in sql:
-            raw = context["cursor"].cursor  # psycopg's own cursor: not through this wrapper again
-            raw.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", params)
-            plans.append(raw.fetchone()[0][0]["Plan"])
-        return execute(sql, params, many, context)
+    response, nodes = list_query_plan(client_a, f"{URL}?summary.pages=1&page_size=10")
 
-    with connection.execute_wrapper(explain):
-        assert len(ids(client_a.get(URL, {"summary.pages": "1", "page_size": 10}))) == 10
-    nodes, stack = [], [plans[0]]
-    while stack:
-        nodes.append(stack.pop())
-        stack += nodes[-1].get("Plans", [])
+    assert len(ids(response)) == 10
     scans = [node for node in nodes if node.get("Relation Name") == "task_outputs_taskoutput"]
     assert scans and all(node["Plan Rows"] >= 100 for node in scans), scans  # 1,000 match; before: 5 expected
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
 import re
 from datetime import UTC, datetime, timedelta
@@ -13,6 +12,7 @@ from django.db import connection, transaction
 
 from task_outputs.management.commands.summary_sort_index import index_names
 from task_outputs.models import TaskOutput
+from tests.helpers import connection_as, list_query_plan, plan_nodes
 
 URL = "/api/v1/task-outputs"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -24,23 +24,6 @@ def command(*args: str) -> str:
     return printed.getvalue()
 
 
-@contextlib.contextmanager
-def serving_as(role: str):
-    """Django's connection as `role` (as tests/conftest.py's as_runtime_role does), then the owner's again."""
-
-    def switch(user: str) -> None:
-        connection.close()
-        connection.close_pool()
-        connection.settings_dict["USER"] = user
-
-    owner = connection.settings_dict["USER"]
-    switch(role)
-    try:
-        yield
-    finally:
-        switch(owner)
-
-
 def walk(client, url: str) -> list[str]:
     seen = []
     while url:
@@ -48,23 +31,6 @@ def walk(client, url: str) -> list[str]:
         seen += [row["id"] for row in page["results"]]
         url = page["next"]
     return seen
-
-
-def plan_of(client, url: str) -> dict:
-    """The EXPLAIN ANALYZE plan of the one list query of the page at `url`."""
-    plans = []
-
-    def explain(execute, sql, params, many, context):
-        if sql.startswith("SELECT") and 'FROM "task_outputs_taskoutput"' in sql and "LIMIT" in sql:
-            raw = context["cursor"].cursor  # psycopg's own cursor: not through this wrapper again
-            raw.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", params)
-            plans.append(raw.fetchone()[0][0]["Plan"])
-        return execute(sql, params, many, context)
-
-    with connection.execute_wrapper(explain):
-        assert client.get(url).status_code == 200
-    assert len(plans) == 1
-    return plans[0]
 
 
 def generic_plan_of(client, url: str) -> dict:
@@ -95,15 +61,9 @@ def generic_plan_of(client, url: str) -> dict:
             cursor.execute("DEALLOCATE sort_page")
 
 
-def index_scans(plan: dict) -> dict[str, int]:
-    """The rows each index scan of `plan` returned (or, not run, was expected to), by index name."""
-    scans, stack = {}, [plan]
-    while stack:
-        node = stack.pop()
-        if "Index Name" in node:
-            scans[node["Index Name"]] = node.get("Actual Rows", node["Plan Rows"])
-        stack += node.get("Plans", [])
-    return scans
+def index_scans(nodes: list[dict]) -> dict[str, int]:
+    """The rows each index scan among plan `nodes` returned (or, not run, was expected to), by index name."""
+    return {node["Index Name"]: node.get("Actual Rows", node["Plan Rows"]) for node in nodes if "Index Name" in node}
 
 
 @pytest.mark.postgres
@@ -129,12 +89,12 @@ def test_an_added_index_serves_both_directions_with_the_same_pages(client_a, flo
         listed = command("list")
         assert f"summary.pages ascending  {names['asc']}" in listed
         assert f"summary.pages descending  {names['desc']}" in listed
-        with serving_as(runtime_role):  # as deployed: row-level security on
+        with connection_as(runtime_role):  # as deployed: row-level security on
             for url, direction in zip(urls, ("desc", "asc"), strict=True):
-                scans = index_scans(plan_of(client_a, url))
+                scans = index_scans(list_query_plan(client_a, url)[1])
                 assert scans.get(names[direction], 4000) <= 201, scans  # one page read in order, not 4,000 sorted
                 # Also a generic plan: the path is part of the SQL, not a parameter the index cannot match.
-                assert names[direction] in index_scans(generic_plan_of(client_a, url))
+                assert names[direction] in index_scans(plan_nodes(generic_plan_of(client_a, url)))
             assert [walk(client_a, url) for url in urls] == before  # the same rows in the same order, page by page
     finally:
         command("remove", "summary.pages")
