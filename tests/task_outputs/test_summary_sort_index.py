@@ -102,6 +102,25 @@ def test_an_added_index_serves_both_directions_with_the_same_pages(client_a, flo
 
 
 @pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_an_interrupted_build_is_listed_as_invalid_and_add_makes_it_again(db):
+    names = index_names(["score"])
+    try:
+        command("add", "summary.score")
+        with connection.cursor() as cursor:  # what a build cut short leaves: an index marked not valid, no comment
+            cursor.execute(f"COMMENT ON INDEX {names['desc']} IS NULL")
+            cursor.execute("UPDATE pg_index SET indisvalid = false WHERE indexrelid = %s::regclass", [names["desc"]])
+
+        assert f"(path unknown)  {names['desc']}  0.0 MiB  INVALID" in command("list")
+
+        command("add", "summary.score")
+        listed = command("list")
+        assert "INVALID" not in listed and f"summary.score descending  {names['desc']}" in listed
+    finally:
+        command("remove", "summary.score")
+
+
+@pytest.mark.postgres
 @pytest.mark.parametrize("path", ["pages", "summary.", "summary..x", "summary"])
 def test_a_malformed_path_is_refused(db, path):
     with pytest.raises(CommandError, match=r"summary\.<key>"):

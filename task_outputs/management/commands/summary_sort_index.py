@@ -22,13 +22,14 @@ from superai_flow.json_queries import JSONPathKind, JSONPathNumber, JSONPathText
 from task_outputs.models import TaskOutput
 
 COMMENT = "superai_flow summary sort index: "
+PREFIX = "task_out_sort_"
 TABLE = TaskOutput._meta.db_table
 
 
 def index_names(path: list[str]) -> dict[str, str]:
     """The two indexes' names for `path` (a hash of it: paths may be long or hold any character)."""
     digest = hashlib.sha256(".".join(path).encode()).hexdigest()[:16]
-    return {"asc": f"task_out_sort_{digest}_a", "desc": f"task_out_sort_{digest}_d"}
+    return {"asc": f"{PREFIX}{digest}_a", "desc": f"{PREFIX}{digest}_d"}
 
 
 def sort_expressions(connection, path: list[str]) -> list[str]:
@@ -112,15 +113,17 @@ class Command(BaseCommand):
             cursor.execute(
                 "SELECT c.relname, obj_description(c.oid, 'pg_class'), pg_relation_size(c.oid), i.indisvalid"
                 " FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid"
-                " WHERE i.indrelid = %s::regclass AND obj_description(c.oid, 'pg_class') LIKE %s ORDER BY 2",
-                [TABLE, COMMENT + "%"],
+                " WHERE i.indrelid = %s::regclass AND starts_with(c.relname::text, %s) ORDER BY 2, 1",
+                [TABLE, PREFIX],
             )
             rows = cursor.fetchall()
         if not rows:
             self.stdout.write("No summary sort indexes.")
         for name, comment, size, valid in rows:
-            state = "" if valid else "  INVALID (an interrupted build: run add again)"
-            self.stdout.write(f"{comment.removeprefix(COMMENT)}  {name}  {size / 2**20:.1f} MiB{state}")
+            # An interrupted build leaves its index INVALID, and before its comment was written.
+            path = comment.removeprefix(COMMENT) if comment else "(path unknown)"
+            state = "" if valid else "  INVALID (an interrupted build: run add again, or remove)"
+            self.stdout.write(f"{path}  {name}  {size / 2**20:.1f} MiB{state}")
 
     @staticmethod
     def _invalid(cursor, name: str) -> bool:
