@@ -195,10 +195,10 @@ class Dispatcher:
         what the cursors' grace allows for (LIVE_CURSOR_GRACE_SECONDS).
         """
         while items:
-            now = time.monotonic()
-            for item in [item for item in items if now > item.deadline]:
+            for item in self._expired(items, time.monotonic()):
                 self._drop(item, f"too old to send after {item.attempts} attempts")
-            items[:] = [item for item in items if now <= item.deadline]
+            if not items:
+                return
             for item in items:
                 item.attempts += 1
             attempts = max(item.attempts for item in items)
@@ -213,10 +213,8 @@ class Dispatcher:
                 raise
             except Exception as exc:
                 delay = min(self.backoff[1], self.backoff[0] * 2 ** (attempts - 1))
-                retry_at = time.monotonic() + delay
-                for item in [item for item in items if retry_at > item.deadline]:
+                for item in self._expired(items, time.monotonic() + delay):
                     self._drop(item, f"gave up after {item.attempts} attempts, last error {exc!r}")
-                items[:] = [item for item in items if retry_at <= item.deadline]
                 if not items:
                     return
                 self.counters["retried"] += len(items)
@@ -234,6 +232,13 @@ class Dispatcher:
                 self.counters["sent"] += len(items)
                 metrics.NOTIFICATIONS_SENT.inc(len(items))
                 items.clear()
+
+    @staticmethod
+    def _expired(items: list[_Item], moment: float) -> list[_Item]:
+        """Take out of `items` (in place) those whose deadline is before `moment`, and return them."""
+        expired = [item for item in items if moment > item.deadline]
+        items[:] = [item for item in items if moment <= item.deadline]
+        return expired
 
     def _drop(self, item: _Item, reason: str) -> None:
         self.counters["dropped"] += 1
