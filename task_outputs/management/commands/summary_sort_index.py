@@ -43,9 +43,9 @@ def sort_expressions(connection, path: list[str]) -> list[str]:
     return expressions
 
 
-def create_statements(connection, path: list[str]) -> list[tuple[str, str]]:
-    """(name, CREATE INDEX) per direction: the kind always ascending (the rest last either way), then the
-    number, the text, created_at and id in the direction's order, as JSONKeysetOrderingFilter sorts."""
+def create_statements(connection, path: list[str]) -> list[tuple[str, str, str]]:
+    """(direction, name, CREATE INDEX) per direction: the kind always ascending (the rest last either way), then
+    the number, the text, created_at and id in the direction's order, as JSONKeysetOrderingFilter sorts."""
     kind, number, text = sort_expressions(connection, path)
     statements = []
     for direction, name in index_names(path).items():
@@ -53,7 +53,7 @@ def create_statements(connection, path: list[str]) -> list[tuple[str, str]]:
         columns = ", ".join(
             ["organization_id", kind, f"({number}){order}", f"({text}){order}", f"created_at{order}", f"id{order}"]
         )
-        statements.append((name, f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} ON {TABLE} ({columns})"))
+        statements.append((direction, name, f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} ON {TABLE} ({columns})"))
     return statements
 
 
@@ -92,13 +92,13 @@ class Command(BaseCommand):
     def add(self, connection, keys: list[str]) -> None:
         label = "summary." + ".".join(keys)
         with connection.cursor() as cursor:
-            for name, statement in create_statements(connection, keys):
+            for direction, name, statement in create_statements(connection, keys):
                 self.stdout.write(f"Creating {name} for ordering by {label} ... (concurrently; this reads the table)")
                 if self._invalid(cursor, name):
                     cursor.execute(f"DROP INDEX CONCURRENTLY {name}")
                 cursor.execute(statement)
-                direction = "descending" if name.endswith("_d") else "ascending"
-                comment = connection.ops.compose_sql("%s", [f"{COMMENT}{label} {direction}"])  # no parameters here
+                described = f"{COMMENT}{label} {'descending' if direction == 'desc' else 'ascending'}"
+                comment = connection.ops.compose_sql("%s", [described])  # COMMENT takes no parameters
                 cursor.execute(f"COMMENT ON INDEX {name} IS {comment}")
         self.stdout.write(self.style.SUCCESS(f"ordering={label} and ordering=-{label} can now read from an index."))
 
