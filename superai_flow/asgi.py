@@ -1,4 +1,5 @@
-"""ASGI entry point (`daphne superai_flow.asgi:application`): Django for HTTP, Channels for WebSockets."""
+"""ASGI entry point (`daphne superai_flow.asgi:application`): Django for HTTP, Channels for WebSockets and the
+event stream."""
 
 import os
 
@@ -22,12 +23,12 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from superai_flow.notifications import AttachDispatcher  # noqa: E402
-from superai_flow.routing import websocket_urlpatterns  # noqa: E402
+from superai_flow.routing import HTTPRouter, websocket_urlpatterns  # noqa: E402
 
 application = AttachDispatcher(
     ProtocolTypeRouter(
         {
-            "http": django_asgi_app,
+            "http": HTTPRouter(django_asgi_app),
             # Consumers check credentials and, for cookie sessions, the Origin themselves (Bearer
             # clients may send no Origin), so no blanket origin validator wraps them.
             "websocket": AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),

@@ -127,7 +127,7 @@ def require_organization(request: Request, organization_id: uuid.UUID) -> None:
         )
 
 
-# --- WebSocket handshakes -------------------------------------------------------------------------
+# --- Live feeds: WebSocket handshakes and event streams ------------------------------------------
 
 CLOSE_NOT_AUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
@@ -143,11 +143,13 @@ class WebSocketCaller:
     user_id: int | None = None
 
 
-async def websocket_caller(scope) -> WebSocketCaller | int:
-    """Authenticate a handshake by `Authorization: Bearer` or the session cookie; else a close code.
+async def live_caller(scope, *, origin_required: bool = True) -> WebSocketCaller | int:
+    """Authenticate a live feed's request by `Authorization: Bearer` or the session cookie; else a close code.
 
-    Cookie-authenticated connections must come from an allowed Origin (cross-site WebSocket
-    hijacking); Bearer clients may send no Origin at all.
+    Cookie-authenticated WebSockets must come from an allowed Origin (cross-site WebSocket hijacking);
+    Bearer clients may send no Origin at all. A Server-Sent Events stream (`origin_required=False`) is an
+    ordinary GET that browsers send without an Origin from the same site and that other sites cannot read
+    (CORS), so only an Origin it does send must be allowed.
     """
     headers = dict(scope.get("headers", []))
     authorization = headers.get(b"authorization")
@@ -165,7 +167,9 @@ async def websocket_caller(scope) -> WebSocketCaller | int:
     if user is None or not user.is_authenticated:
         return CLOSE_NOT_AUTHENTICATED
     origin = headers.get(b"origin")
-    if origin is None or not _origin_validator.valid_origin(urlparse(origin.decode("latin-1"))):
+    if origin is None and origin_required:
+        return CLOSE_FORBIDDEN
+    if origin is not None and not _origin_validator.valid_origin(urlparse(origin.decode("latin-1"))):
         return CLOSE_FORBIDDEN
     if user.is_superuser:
         return WebSocketCaller(None, user_id=user.pk)

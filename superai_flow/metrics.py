@@ -160,6 +160,7 @@ SERVER_PROCESSES = Gauge(
 )
 
 WEBSOCKET_CLIENTS = LIVE_CLIENTS.labels("websocket")
+EVENT_STREAM_CLIENTS = LIVE_CLIENTS.labels("sse")
 
 # --- Counting requests ------------------------------------------------------------------------------
 

@@ -18,6 +18,12 @@ def current_request_id() -> str:
     return _current.get()
 
 
+def request_id_from(scope: dict) -> str:
+    """The request id of an ASGI request that Django does not serve (the event stream): the client's if sane."""
+    supplied = dict(scope.get("headers", [])).get(b"x-request-id", b"").decode("latin-1")
+    return supplied if _SANE.fullmatch(supplied) else uuid.uuid4().hex
+
+
 class RequestIDMiddleware:
     """Keeps a client's sane X-Request-ID (1-128 of [A-Za-z0-9._-]), otherwise makes a new one."""
 

@@ -219,6 +219,8 @@ LIVE_CURSOR_GRACE_SECONDS = env_int(
 )
 # Every WebSocket gets {"type": "heartbeat"} this often, so that idle proxies keep it open.
 WS_HEARTBEAT_SECONDS = env_int("WS_HEARTBEAT_SECONDS", 25, minimum=1)
+# Every Server-Sent Events stream gets a `: heartbeat` comment this often (the contract: at least every 15 s).
+SSE_HEARTBEAT_SECONDS = env_int("SSE_HEARTBEAT_SECONDS", 15, minimum=1, maximum=15)
 # A resume that would replay more task outputs than this gets {"type": "resync_required"} instead.
 WS_MAX_REPLAY = env_int("WS_MAX_REPLAY", 10_000, minimum=1)
 # Each feed's cache of replayed texts, per process (task_outputs.live.ReplayTexts), in MiB of text.

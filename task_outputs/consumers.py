@@ -1,16 +1,27 @@
-"""WebSocket feeds of task outputs: one flow execution's outputs, or an organization's live summaries.
+"""Live feeds of task outputs over WebSockets and over Server-Sent Events: one code path for both.
 
-Both authenticate on the handshake (superai_flow.authentication.websocket_caller), forward the
-messages the dispatcher sends to their groups, replay what a client missed after `{"type": "resume",
-"after": <cursor>}`, and send `{"type": "heartbeat"}` every WS_HEARTBEAT_SECONDS so that idle
-proxies keep the connection open. Close codes: 4400 malformed message, cursor or filter; 4401 not
-authenticated; 4403 forbidden; 4404 no such flow execution for this caller.
+A feed (task_outputs/feeds.py) is one flow execution's outputs or an organization's live summaries.
+`LiveFeedConsumer` carries either to one client: it authenticates (superai_flow.authentication.live_caller),
+joins the feed's groups, forwards the messages the dispatcher sends to them, replays what a client missed
+since a cursor and then goes on live (no gap: live messages that arrive meanwhile wait and follow the
+replay), sends heartbeats, and ends when the caller's credentials are withdrawn (superai_flow.credential_watch).
+The transports differ only in how a client asks and how a message is written:
+
+- WebSockets (`/ws/flow-executions/{id}/`, `/ws/task-outputs/summaries/`): the client resumes with
+  `{"type": "resume", "after": <cursor>}`; messages are JSON texts; `{"type": "heartbeat"}` every
+  WS_HEARTBEAT_SECONDS. Close codes: 4400 malformed message, cursor or filter; 4401 not authenticated;
+  4403 forbidden; 4404 no such flow execution for this caller.
+- Server-Sent Events (`GET /api/v1/task-outputs/stream`, `EventStreamConsumer`): the client resumes with the
+  `Last-Event-ID` header or `?after=`; each message is an event (`id: <cursor>`, `event: <type>`,
+  `data: <JSON>`); `: heartbeat` every SSE_HEARTBEAT_SECONDS. A refusal is an HTTP error with the API's
+  error envelope; revoked credentials end the stream.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import uuid
@@ -19,29 +30,23 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from autobahn.exception import Disconnected
-from channels.consumer import get_handler_name
+from channels.consumer import AsyncConsumer, get_handler_name
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
-from django.db.models import QuerySet
 
-from flow_executions.lifecycle import Status
-from flow_executions.models import FlowExecution
 from superai_flow import credential_watch
-from superai_flow.authentication import CLOSE_FORBIDDEN, WebSocketCaller, websocket_caller
-from superai_flow.json_queries import JSONArrayContainsAll
-from superai_flow.metrics import WEBSOCKET_CLIENTS
-from superai_flow.notifications import flow_group, summary_group
-from superai_flow.organizations.models import Organization
-from superai_flow.tenancy import tenant_scope
+from superai_flow.authentication import CLOSE_FORBIDDEN, CLOSE_NOT_AUTHENTICATED, WebSocketCaller, live_caller
+from superai_flow.errors import error_payload
+from superai_flow.metrics import EVENT_STREAM_CLIENTS, WEBSOCKET_CLIENTS
+from superai_flow.request_id import request_id_from
 from task_outputs import live
+from task_outputs.feeds import CLOSE_MALFORMED, CLOSE_NOT_FOUND, Feed, FeedRefused, FlowFeed, SummaryFeed
 from task_outputs.models import TaskOutput
 
 logger = logging.getLogger(__name__)
 
-CLOSE_MALFORMED = 4400
-CLOSE_NOT_FOUND = 4404
 CLOSE_INTERNAL_ERROR = 1011
 CLOSE_TRY_AGAIN_LATER = 1013
 REPLAY_BATCH = 500
@@ -68,14 +73,18 @@ def replay_slot() -> asyncio.Semaphore:
     return slot
 
 
-class LiveFeedConsumer(AsyncWebsocketConsumer):
-    """What both feeds share; subclasses choose the groups (`open_feed`) and the rows a resume replays.
+class LiveFeedConsumer(AsyncConsumer):
+    """What both transports share. Subclasses open the connection, call `join(feed)` and `resume(horizon)`,
+    and write (`send_text`, `send_heartbeat`, `close(code)`).
 
     A replay runs as a task of its own, so that the consumer goes on reading the client: when the client
     leaves, the replay is cancelled at once instead of running on, for nobody, until daphne kills the
     consumer. Live messages that arrive meanwhile wait and follow `resumed`, in the order they came.
     """
 
+    clients: Any  # the metrics gauge of connected clients of this transport (superai_flow.metrics)
+    feed: Feed
+    caller: WebSocketCaller
     joined: tuple[str, ...] = ()
     heartbeat: asyncio.Task | None = None
     replaying: asyncio.Task | None = None
@@ -112,52 +121,35 @@ class LiveFeedConsumer(AsyncWebsocketConsumer):
             raise ValueError(f"No handler for message type {message['type']}")
         await handler(message)
 
-    async def connect(self) -> None:
-        await self.accept()
-        caller = await websocket_caller(self.scope)
-        if isinstance(caller, int):
-            await self.close(code=caller)
-            return
-        self.caller = caller
-        outcome = await self.open_feed(caller)
-        if isinstance(outcome, int):
-            await self.close(code=outcome)
-            return
+    async def join(self, feed: Feed) -> bool:
+        """Open `feed` (FeedRefused if the caller may not) and join its groups; False if the channel layer failed."""
+        groups = await feed.open()
+        self.feed = feed
+        self.caller = feed.caller
         try:
-            for group in outcome:
+            for group in groups:
                 await self.channel_layer.group_add(group, self.channel_name)
                 self.joined += (group,)
         except Exception:
-            logger.exception("Could not join %s; closing the WebSocket", outcome)
-            await self.close(code=CLOSE_TRY_AGAIN_LATER)
-            return
+            logger.exception("Could not join %s; closing the live feed", groups)
+            return False
         self.heartbeat = asyncio.create_task(self._beat())
         credential_watch.watch(self)
-        WEBSOCKET_CLIENTS.inc()  # connected clients (superai_flow.metrics): from here to disconnect
+        self.clients.inc()  # connected clients (superai_flow.metrics): from here to disconnection
         self.counted = True
+        return True
 
-    async def send(self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False) -> None:
-        """Channels' send, except that a message to a socket the client is closing is dropped, as daphne drops
-        those to a closed one: the consumer ends when its `websocket.disconnect` arrives, a moment later."""
-        with contextlib.suppress(Disconnected):
-            await super().send(text_data, bytes_data, close)
-
-    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
-        """The client has gone: stop now (`__call__` stops a replay and leaves the groups).
-
-        Channels' own handler would first wait for a trip to the thread that runs every
-        database_sync_to_async call of the process, behind the replays' batches.
-        """
-        raise StopConsumer
+    def watched_organization_ids(self) -> frozenset[uuid.UUID]:
+        return self.feed.watched_organization_ids()
 
     async def __call__(self, scope, receive, send) -> None:
         """Channels' consumer; then, however it ended, it leaves everything it joined.
 
-        It ends when it reads the client's `websocket.disconnect` (at once: replays run beside the reading),
-        when daphne cancels it (an instance still running application_close_timeout, 10 s, after its client
-        left), or on an error. Whichever way, it would otherwise keep its groups, heartbeat, credential watch,
-        replay and (channels-redis) channel, and every later message of its groups would queue for a reader
-        that never comes (the soak's server memory growth, docs/operations.md). Shielded: daphne cancels an
+        It ends when it reads the client's disconnection (at once: replays run beside the reading), when
+        daphne cancels it (an instance still running application_close_timeout, 10 s, after its client left),
+        or on an error. Whichever way, it would otherwise keep its groups, heartbeat, credential watch, replay
+        and (channels-redis) channel, and every later message of its groups would queue for a reader that
+        never comes (the soak's server memory growth, docs/operations.md). Shielded: daphne cancels an
         unfinished instance again every second.
         """
         try:
@@ -170,7 +162,7 @@ class LiveFeedConsumer(AsyncWebsocketConsumer):
             self.replaying.cancel()
             self.replaying = None
         if getattr(self, "counted", False):
-            WEBSOCKET_CLIENTS.dec()
+            self.clients.dec()
             self.counted = False
         credential_watch.unwatch(self)
         if self.heartbeat is not None:
@@ -189,19 +181,10 @@ class LiveFeedConsumer(AsyncWebsocketConsumer):
             except Exception:
                 logger.warning("Could not unsubscribe %s", channel_name, exc_info=True)
 
-    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        try:
-            message = json.loads(text_data) if text_data is not None else None
-        except ValueError:
-            message = None
-        if not isinstance(message, dict) or message.get("type") != "resume":
-            await self.close(code=CLOSE_MALFORMED)
-            return
-        try:
-            horizon = live.decode_cursor(message.get("after"))
-        except live.InvalidCursor:
-            await self.close(code=CLOSE_MALFORMED)
-            return
+    # --- Replay, then live ------------------------------------------------------------------------
+
+    def resume(self, horizon: int) -> None:
+        """Replay everything written since `horizon` (after any replay in progress), then go on live."""
         if self.replaying is None:
             self.held = []  # what the channel read while the replay began
             self.released.clear()
@@ -215,7 +198,7 @@ class LiveFeedConsumer(AsyncWebsocketConsumer):
             async with replay_slot():
                 await self.replay(horizon)
         except Exception:
-            logger.exception("Replay failed; closing the WebSocket")
+            logger.exception("Replay failed; closing the live feed")
             await self.close(code=CLOSE_INTERNAL_ERROR)
             return
         if self.replaying is not asyncio.current_task():
@@ -223,7 +206,7 @@ class LiveFeedConsumer(AsyncWebsocketConsumer):
         while self.held:
             texts, self.held = self.held, []
             for text in texts:
-                await self.send(text_data=text)
+                await self.send_text(text)
         self.replaying = None
         self.released.set()
 
@@ -232,199 +215,309 @@ class LiveFeedConsumer(AsyncWebsocketConsumer):
         if self.replaying is not None:
             self.held.append(text)
         else:
-            await self.send(text_data=text)
+            await self.send_text(text)
 
     async def replay(self, horizon: int) -> None:
         """Every row written since `horizon`, in transaction order, then `resumed` (or `resync_required`)."""
         if await database_sync_to_async(self._too_many)(horizon):
-            await self.send(text_data=RESYNC_REQUIRED)
+            await self.send_resync_required()
             return
         after: tuple[int, uuid.UUID] | None = None
         while True:
             texts, after = await database_sync_to_async(self._replay_batch)(horizon, after)
             for text in texts:
-                await self.send(text_data=text)
+                await self.send_text(text)
             if after is None:
                 break
-        await self.send(text_data=RESUMED)
-
-    def scoped(self):
-        """A transaction that sees what the caller may see (row-level security, docs/security.md)."""
-        return tenant_scope(self.caller.organization_ids, bypass_reason=f"superuser WebSocket {self.scope['path']}")
+        await self.send_text(RESUMED)
 
     def _too_many(self, horizon: int) -> bool:
         limit = settings.WS_MAX_REPLAY
-        with self.scoped():
-            return live.written_since(self.replay_rows(), horizon)[: limit + 1].count() > limit
+        with self.feed.scoped():
+            return live.written_since(self.feed.replay_rows(), horizon)[: limit + 1].count() > limit
 
     def _replay_batch(self, horizon: int, after: tuple[int, uuid.UUID] | None) -> tuple[list[str], tuple | None]:
         """The next REPLAY_BATCH texts after `after`, and where the next batch starts (None: this was the last).
 
         One query for the positions; the rows themselves only for texts not made already (`replay_texts`).
         """
-        rows = live.written_since(self.replay_rows(), horizon)
+        feed = self.feed
+        rows = live.written_since(feed.replay_rows(), horizon)
         if after is not None:
             txid, pk = after
             rows = rows.filter(write_txid__gte=txid).exclude(write_txid=txid, id__lte=pk)
-        cache = self.replay_texts
-        with self.scoped():
+        cache = feed.replay_texts
+        with feed.scoped():
             batch = list(rows.values_list("write_txid", "id", "revision")[:REPLAY_BATCH])
             texts = {pk: cache.get(pk, revision) for _, pk, revision in batch}
             missing = [pk for pk, text in texts.items() if text is None]
             if missing:
                 for row in TaskOutput.objects.filter(pk__in=missing):  # a newer revision may come: newer data
-                    texts[row.id] = text = self.replay_text(row)
+                    texts[row.id] = text = feed.replay_text(row)
                     cache.put(row, text)
         last = batch[-1][:2] if len(batch) == REPLAY_BATCH else None
         return [text for text in texts.values() if text is not None], last
 
     async def _beat(self) -> None:
         while True:
-            await asyncio.sleep(settings.WS_HEARTBEAT_SECONDS)
-            await self.send(text_data=HEARTBEAT)
+            await asyncio.sleep(self.heartbeat_seconds())
+            await self.send_heartbeat()
 
-    # --- For subclasses ---------------------------------------------------------------------------
-
-    async def open_feed(self, caller: WebSocketCaller) -> tuple[str, ...] | int:
-        raise NotImplementedError
-
-    def watched_organization_ids(self) -> frozenset[uuid.UUID]:
-        """The organizations whose outputs this feed shows: its caller must keep the right to see them."""
-        raise NotImplementedError
-
-    def replay_rows(self) -> QuerySet[TaskOutput]:
-        raise NotImplementedError
-
-    def replay_text(self, row: TaskOutput) -> str:
-        raise NotImplementedError
-
-    # The texts `replay_text` made, shared by the feed's consumers of a process: as many as the longest replay,
-    # since a replay longer than the cache misses on its oldest rows every time (in the soak, with 5,000,
-    # replays of 70 s of writes slowed down until clients stopped reaching `resumed`).
-    replay_texts: live.ReplayTexts
-
-
-class FlowExecutionFeedConsumer(LiveFeedConsumer):
-    """`/ws/flow-executions/{id}/`: every task output of one flow execution, and its status changes."""
-
-    flow_execution: FlowExecution
-
-    async def open_feed(self, caller: WebSocketCaller) -> tuple[str, ...] | int:
-        flow_execution = await database_sync_to_async(self._find)(caller, self.scope["url_route"]["kwargs"]["pk"])
-        if flow_execution is None:
-            return CLOSE_NOT_FOUND
-        self.flow_execution = flow_execution
-        return (flow_group(flow_execution.id),)
-
-    def _find(self, caller: WebSocketCaller, pk: str) -> FlowExecution | None:
-        flows = FlowExecution.objects.exclude(status=Status.DELETED)
-        if caller.organization_ids is not None:
-            flows = flows.filter(organization_id__in=caller.organization_ids)
-        with self.scoped():
-            return flows.filter(pk=pk).first()
-
-    def watched_organization_ids(self) -> frozenset[uuid.UUID]:
-        return frozenset({self.flow_execution.organization_id})
-
-    def replay_rows(self) -> QuerySet[TaskOutput]:
-        return TaskOutput.objects.filter(
-            organization_id=self.flow_execution.organization_id, flow_execution_id=self.flow_execution.id
-        )
-
-    replay_texts = live.ReplayTexts(settings.WS_REPLAY_CACHE_MB * 2**20)
-
-    def replay_text(self, row: TaskOutput) -> str:
-        return live.flow_message(row, live.replay_event_type(row))
+    # --- Messages of the feed's groups (superai_flow.notifications) --------------------------------
 
     async def task_output_created(self, event: dict[str, Any]) -> None:
-        await self.forward(event["text"])
-
-    task_output_updated = task_output_created
-    flow_execution_updated = task_output_created
-
-
-class SummaryFeedConsumer(LiveFeedConsumer):
-    """`/ws/task-outputs/summaries/`: compact records of the organization's task outputs as they are written,
-    and `flow_execution.updated` when one of its flow executions changes status.
-
-    Query filters, as in the REST API: `task_name` and `status` (any of; repeatable or comma-separated),
-    `tag` (repeatable; all must be present), `organization_id` (one of the caller's organizations).
-    """
-
-    organization_ids: frozenset[uuid.UUID]
-    task_names: frozenset[str] = frozenset()
-    statuses: frozenset[str] = frozenset()
-    tags: tuple[str, ...] = ()
-
-    async def open_feed(self, caller: WebSocketCaller) -> tuple[str, ...] | int:
-        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
-        if set(query) - {"task_name", "status", "tag", "organization_id"}:
-            return CLOSE_MALFORMED
-        split = [part for value in query.get("status", []) for part in value.split(",") if part]
-        if any(status not in Status.values for status in split):
-            return CLOSE_MALFORMED
-        self.statuses = frozenset(split)
-        self.task_names = frozenset(part for value in query.get("task_name", []) for part in value.split(",") if part)
-        self.tags = tuple(value for value in query.get("tag", []) if value)
-        organization_ids = await database_sync_to_async(self._organizations)(caller, query.get("organization_id", []))
-        if isinstance(organization_ids, int):
-            return organization_ids
-        self.organization_ids = organization_ids
-        return tuple(summary_group(pk) for pk in sorted(map(str, organization_ids)))
-
-    def watched_organization_ids(self) -> frozenset[uuid.UUID]:
-        return self.organization_ids
-
-    def _organizations(self, caller: WebSocketCaller, requested: list[str]) -> frozenset[uuid.UUID] | int:
-        with self.scoped():
-            return self._allowed_organizations(caller, requested)
-
-    @staticmethod
-    def _allowed_organizations(caller: WebSocketCaller, requested: list[str]) -> frozenset[uuid.UUID] | int:
-        if len(requested) > 1:
-            return CLOSE_MALFORMED
-        if requested:
-            try:
-                wanted = uuid.UUID(requested[0])
-            except ValueError:
-                return CLOSE_MALFORMED
-            allowed = caller.organization_ids
-            if (allowed is None and Organization.objects.filter(pk=wanted).exists()) or (allowed and wanted in allowed):
-                return frozenset({wanted})
-            return CLOSE_FORBIDDEN
-        if caller.organization_ids is None:  # a superuser without a choice: every organization
-            return frozenset(Organization.objects.values_list("pk", flat=True))
-        return caller.organization_ids or CLOSE_FORBIDDEN
-
-    def _wanted(self, task_name: str, status: str, tags: list[str]) -> bool:
-        return (
-            (not self.task_names or task_name in self.task_names)
-            and (not self.statuses or status in self.statuses)
-            and all(tag in tags for tag in self.tags)
-        )
-
-    def replay_rows(self) -> QuerySet[TaskOutput]:
-        # Deleted outputs replay too (as their deletion); those of deleted flow executions are gone.
-        rows = TaskOutput.objects.filter(organization_id__in=self.organization_ids).exclude(
-            flow_execution__status=Status.DELETED
-        )
-        if self.task_names:
-            rows = rows.filter(task_name__in=self.task_names)
-        if self.statuses:
-            rows = rows.filter(status__in=self.statuses)
-        if self.tags:
-            rows = rows.filter(JSONArrayContainsAll("tags", list(self.tags)))
-        return rows
-
-    replay_texts = live.ReplayTexts(settings.WS_REPLAY_CACHE_MB * 2**20)
-
-    def replay_text(self, row: TaskOutput) -> str:
-        return live.summary_message(row)
-
-    async def task_output_summary(self, event: dict[str, Any]) -> None:
-        if self._wanted(event["task_name"], event["status"], event["tags"]):
+        if self.feed.wants(event):
             await self.forward(event["text"])
 
-    async def flow_execution_updated(self, event: dict[str, Any]) -> None:
-        """Status changes of the organization's flow executions, whatever the filters."""
-        await self.forward(event["text"])
+    task_output_updated = task_output_summary = flow_execution_updated = task_output_created
+
+    # --- For transports ---------------------------------------------------------------------------
+
+    async def send_text(self, text: str) -> None:
+        """Write one message (a JSON text: type, cursor, data) to the client."""
+        raise NotImplementedError
+
+    async def send_resync_required(self) -> None:
+        await self.send_text(RESYNC_REQUIRED)
+
+    async def send_heartbeat(self) -> None:
+        raise NotImplementedError
+
+    def heartbeat_seconds(self) -> float:
+        raise NotImplementedError
+
+    async def close(self, code: int) -> None:
+        """End the connection with a WebSocket close code (credential_watch calls it too)."""
+        raise NotImplementedError
+
+
+class WebSocketFeedConsumer(LiveFeedConsumer, AsyncWebsocketConsumer):
+    """A feed over a WebSocket; subclasses make the feed from the handshake (`make_feed`)."""
+
+    clients = WEBSOCKET_CLIENTS
+
+    async def connect(self) -> None:
+        await self.accept()
+        caller = await live_caller(self.scope)
+        if isinstance(caller, int):
+            await self.close(code=caller)
+            return
+        try:
+            if not await self.join(self.make_feed(caller)):
+                await self.close(code=CLOSE_TRY_AGAIN_LATER)
+        except FeedRefused as refusal:
+            await self.close(code=refusal.code)
+
+    def make_feed(self, caller: WebSocketCaller) -> Feed:
+        raise NotImplementedError
+
+    async def send(self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False) -> None:
+        """Channels' send, except that a message to a socket the client is closing is dropped, as daphne drops
+        those to a closed one: the consumer ends when its `websocket.disconnect` arrives, a moment later."""
+        with contextlib.suppress(Disconnected):
+            await super().send(text_data, bytes_data, close)
+
+    async def close(self, code: int | None = None, reason: str | None = None) -> None:
+        await AsyncWebsocketConsumer.close(self, code, reason)
+
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        """The client has gone: stop now (`__call__` stops a replay and leaves the groups).
+
+        Channels' own handler would first wait for a trip to the thread that runs every
+        database_sync_to_async call of the process, behind the replays' batches.
+        """
+        raise StopConsumer
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        try:
+            message = json.loads(text_data) if text_data is not None else None
+        except ValueError:
+            message = None
+        if not isinstance(message, dict) or message.get("type") != "resume":
+            await self.close(code=CLOSE_MALFORMED)
+            return
+        try:
+            horizon = live.decode_cursor(message.get("after"))
+        except live.InvalidCursor:
+            await self.close(code=CLOSE_MALFORMED)
+            return
+        self.resume(horizon)
+
+    async def send_text(self, text: str) -> None:
+        await self.send(text_data=text)
+
+    async def send_heartbeat(self) -> None:
+        await self.send(text_data=HEARTBEAT)
+
+    def heartbeat_seconds(self) -> float:
+        return settings.WS_HEARTBEAT_SECONDS
+
+
+class FlowExecutionFeedConsumer(WebSocketFeedConsumer):
+    """`/ws/flow-executions/{id}/`: every task output of one flow execution, and its status changes."""
+
+    def make_feed(self, caller: WebSocketCaller) -> Feed:
+        return FlowFeed(caller, self.scope["path"], self.scope["url_route"]["kwargs"]["pk"])
+
+
+class SummaryFeedConsumer(WebSocketFeedConsumer):
+    """`/ws/task-outputs/summaries/`: an organization's live summaries (feeds.SummaryFeed: the filters)."""
+
+    def make_feed(self, caller: WebSocketCaller) -> Feed:
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+        return SummaryFeed(caller, self.scope["path"], query)
+
+
+# --- Server-Sent Events ---------------------------------------------------------------------------
+
+_HTTP_STATUS = {
+    CLOSE_MALFORMED: (400, "bad_request"),
+    CLOSE_NOT_AUTHENTICATED: (401, "not_authenticated"),
+    CLOSE_FORBIDDEN: (403, "permission_denied"),
+    CLOSE_NOT_FOUND: (404, "not_found"),
+    CLOSE_TRY_AGAIN_LATER: (503, "service_unavailable"),
+}
+_REFUSALS = {
+    CLOSE_NOT_AUTHENTICATED: "Send an API key as 'Authorization: Bearer <key>', or sign in: the credentials are "
+    "missing, unknown or revoked.",
+    CLOSE_FORBIDDEN: "Not allowed: the API key may not read, or the session's Origin is not this site's.",
+    CLOSE_TRY_AGAIN_LATER: "Live updates are unavailable right now (the channel layer); retry later.",
+}
+_ENDINGS = {
+    CLOSE_NOT_AUTHENTICATED: "the credentials were revoked",
+    CLOSE_FORBIDDEN: "the caller may no longer see this organization",
+    CLOSE_INTERNAL_ERROR: "the server failed; reconnect to resume",
+}
+RETRY_MILLISECONDS = 2000  # how long EventSource waits before it reconnects (its own default is ~3 s)
+
+
+@functools.lru_cache(maxsize=16)
+def sse_event(text: str) -> bytes:
+    """A message's JSON text as one Server-Sent Event: `id: <cursor>` (when it has one), `event: <type>`,
+    `data: <its data as JSON>`. Cached: every client of a process receives each message at about the same time."""
+    message = json.loads(text)
+    cursor = message.get("cursor")
+    event = f"event: {message['type']}\ndata: {json.dumps(message.get('data', {}))}\n\n"
+    return (f"id: {cursor}\n{event}" if cursor else event).encode()
+
+
+class EventStreamConsumer(LiveFeedConsumer):
+    """`GET /api/v1/task-outputs/stream`: the summary feed, or with `flow_execution_id=` the flow feed, as a
+    `text/event-stream` that never ends by itself.
+
+    Holds no database connection while idle and no thread: like a WebSocket, it is a coroutine that waits
+    on its channel. Before any event, a new stream sends `id: <cursor for now>`, which sets EventSource's
+    Last-Event-ID without an event: a client that reconnects before its first message still misses nothing.
+    """
+
+    clients = EVENT_STREAM_CLIENTS
+    started = False  # the 200 and its headers have gone out
+    ended = False
+
+    async def http_request(self, message: dict[str, Any]) -> None:
+        if message.get("more_body"):
+            return  # a GET has no body to wait for; anything else is refused once it is read
+        self.request_id = request_id_from(self.scope)
+        if self.scope["method"] != "GET":
+            await self.answer(405, "method_not_allowed", f"Method {self.scope['method']} is not allowed: use GET.",
+                              [(b"allow", b"GET")])  # fmt: skip
+            return
+        try:
+            caller = await live_caller(self.scope, origin_required=False)
+            if isinstance(caller, int):
+                raise FeedRefused(caller, _REFUSALS[caller])
+            query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+            horizon = self._resume_from(query)
+            if not await self.join(self._feed(caller, query)):
+                raise FeedRefused(CLOSE_TRY_AGAIN_LATER, _REFUSALS[CLOSE_TRY_AGAIN_LATER])
+        except FeedRefused as refusal:
+            await self.answer(*_HTTP_STATUS[refusal.code], refusal.message)
+            return
+        except Exception:  # the database is down, say
+            logger.exception("Could not open an event stream")
+            await self.answer(503, "service_unavailable", "The live feed could not be opened; retry later.")
+            return
+        await self.send({"type": "http.response.start", "status": 200, "headers": [
+            (b"content-type", b"text/event-stream; charset=utf-8"),
+            (b"cache-control", b"no-cache, no-store"),
+            (b"x-accel-buffering", b"no"),  # nginx: pass events on at once
+            (b"x-request-id", self.request_id.encode()),
+        ]})  # fmt: skip
+        self.started = True
+        if horizon is None:
+            cursor = live.encode_cursor(await database_sync_to_async(self._current_horizon)())
+            await self.send_body(f"retry: {RETRY_MILLISECONDS}\nid: {cursor}\n\n".encode())
+        else:
+            await self.send_body(f"retry: {RETRY_MILLISECONDS}\n\n".encode())
+            self.resume(horizon)
+
+    def _resume_from(self, query: dict[str, list[str]]) -> int | None:
+        """The horizon to replay from: `Last-Event-ID` (what EventSource sends when it reconnects), else `after`."""
+        token = dict(self.scope.get("headers", [])).get(b"last-event-id") or None  # EventSource never sends ""
+        after = query.pop("after", [])
+        if token is None and not after:
+            return None
+        if token is None and len(after) > 1:
+            raise FeedRefused(CLOSE_MALFORMED, "Give at most one 'after' cursor.")
+        try:
+            return live.decode_cursor(token.decode("latin-1") if token is not None else after[0])
+        except live.InvalidCursor:
+            source = "Last-Event-ID" if token is not None else "after"
+            raise FeedRefused(CLOSE_MALFORMED, f"{source} is not a cursor of this service.") from None
+
+    def _feed(self, caller: WebSocketCaller, query: dict[str, list[str]]) -> Feed:
+        flows = query.pop("flow_execution_id", None)
+        if flows is None:
+            return SummaryFeed(caller, self.scope["path"], query)
+        if len(flows) > 1 or query:
+            raise FeedRefused(CLOSE_MALFORMED, "With flow_execution_id, give no other filter (and only one id).")
+        return FlowFeed(caller, self.scope["path"], flows[0])
+
+    def _current_horizon(self) -> int:
+        with self.feed.scoped():
+            return live.current_horizon()
+
+    async def answer(self, status: int, code: str, message: str, headers: list | None = None) -> None:
+        """A whole error response with the API's envelope (before the stream has started)."""
+        body = json.dumps(error_payload(code, message, request_id=self.request_id)).encode()
+        await self.send({"type": "http.response.start", "status": status, "headers": [
+            (b"content-type", b"application/json"),
+            (b"x-request-id", self.request_id.encode()),
+            *(headers or []),
+        ]})  # fmt: skip
+        await self.send({"type": "http.response.body", "body": body})
+        self.started = self.ended = True
+
+    async def send_body(self, body: bytes) -> None:
+        if not self.ended:
+            await self.send({"type": "http.response.body", "body": body, "more_body": True})
+
+    async def send_text(self, text: str) -> None:
+        await self.send_body(sse_event(text))
+
+    async def send_resync_required(self) -> None:
+        """`resync_required` with a cursor for now: the client reloads over REST, and a reconnection after that
+        resumes from here instead of asking to resync again."""
+        cursor = live.encode_cursor(await database_sync_to_async(self._current_horizon)())
+        await self.send_body(f"id: {cursor}\nevent: resync_required\ndata: {{}}\n\n".encode())
+
+    async def send_heartbeat(self) -> None:
+        if self.started:
+            await self.send_body(b": heartbeat\n\n")
+
+    def heartbeat_seconds(self) -> float:
+        return settings.SSE_HEARTBEAT_SECONDS
+
+    async def close(self, code: int) -> None:
+        """End the stream, saying why in a comment; daphne then reports the disconnection and the consumer stops."""
+        if not self.started:
+            status = _HTTP_STATUS.get(code, (503, "service_unavailable"))
+            await self.answer(*status, _REFUSALS.get(code, "The live feed ended."))
+        elif not self.ended:
+            self.ended = True
+            reason = _ENDINGS.get(code)
+            body = f": closed: {reason}\n\n".encode() if reason else b""
+            await self.send({"type": "http.response.body", "body": body, "more_body": False})
+
+    async def http_disconnect(self, message: dict[str, Any]) -> None:
+        raise StopConsumer

@@ -123,3 +123,29 @@ def connection_as(user: str) -> Iterator[None]:
         yield
     finally:
         switch(before)
+
+
+class EventStreamReader:
+    """Server-Sent Events as a client reads them: feed it text as it arrives, take whole blocks out.
+
+    Each block is a dict of its fields (`id`, `event`, `data`, `retry`; comments under `comment`), and the
+    reader keeps the last `id` it saw, as EventSource does for its Last-Event-ID.
+    """
+
+    def __init__(self) -> None:
+        self.buffer = ""
+        self.last_id: str | None = None
+
+    def feed(self, text: str) -> list[dict[str, str]]:
+        self.buffer += text
+        *complete, self.buffer = self.buffer.split("\n\n")
+        blocks = []
+        for raw in complete:
+            block: dict[str, str] = {}
+            for line in raw.split("\n"):
+                name, _, value = line.partition(":")
+                block[name or "comment"] = value.removeprefix(" ")
+            if "id" in block:
+                self.last_id = block["id"]
+            blocks.append(block)
+        return blocks

@@ -16,7 +16,7 @@ from flow_executions.lifecycle import Status
 from superai_flow import credential_watch
 from superai_flow.organizations.models import APIKey, Membership
 from superai_flow.organizations.services import api_key_create, api_key_revoke
-from task_outputs import consumers, live
+from task_outputs import consumers, feeds, live
 from task_outputs.consumers import LiveFeedConsumer
 from task_outputs.models import TaskOutput
 from task_outputs.services import task_output_create, task_output_update
@@ -561,7 +561,7 @@ async def test_a_replay_waiting_its_turn_is_dropped_when_its_client_leaves(dispa
 async def test_a_replay_reuses_the_texts_earlier_replays_made_and_remakes_changed_rows(
     dispatcher, flow_a, key_a, monkeypatch
 ):
-    feed = consumers.FlowExecutionFeedConsumer
+    feed = feeds.FlowFeed
     monkeypatch.setattr(feed, "replay_texts", live.ReplayTexts(2**20))
     made = []
     replay_text = feed.replay_text

@@ -1,0 +1,132 @@
+"""The Server-Sent Events stream end to end: a real daphne process, real HTTP clients reading it as curl and
+EventSource do (the last `id:` seen is what a reconnection sends as Last-Event-ID)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import threading
+import time
+
+import httpx
+import pytest
+from channels.db import database_sync_to_async
+
+from superai_flow.organizations.models import APIKey
+from superai_flow.organizations.services import api_key_revoke
+from tests.e2e.test_live import headers, new_flow, post_output
+from tests.helpers import EventStreamReader
+
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
+
+STREAM = "/api/v1/task-outputs/stream"
+
+
+async def read_for(response: httpx.Response, reader: EventStreamReader, seconds: float | None):
+    """The events of an open stream for `seconds` (None: until it ends), as blocks with their data parsed."""
+    chunks = response.aiter_text()
+    deadline = None if seconds is None else asyncio.get_running_loop().time() + seconds
+    while True:
+        timeout = None if deadline is None else deadline - asyncio.get_running_loop().time()
+        if timeout is not None and timeout <= 0:
+            return
+        try:
+            text = await asyncio.wait_for(anext(chunks), timeout)
+        except (TimeoutError, StopAsyncIteration):
+            return
+        for block in reader.feed(text):
+            if "event" in block:
+                yield {**block, "data": json.loads(block["data"])}
+
+
+async def test_curl_sees_outputs_as_they_are_created(daphne_server, tenant):
+    flow_id = new_flow(daphne_server, tenant)
+    async with (
+        httpx.AsyncClient(base_url=daphne_server.url, timeout=10) as client,
+        client.stream("GET", STREAM, headers=headers(tenant[1])) as response,
+    ):
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "text/event-stream; charset=utf-8"
+        created = await asyncio.to_thread(post_output, daphne_server, tenant, flow_id, "extract")
+        events = read_for(response, EventStreamReader(), 10)
+        event = await anext(events)
+
+    assert event["event"] == "task_output.summary" and event["id"]
+    assert event["data"]["id"] == created["id"] and event["data"]["flow_execution_id"] == flow_id
+
+
+async def test_a_client_that_keeps_reconnecting_with_last_event_id_misses_nothing_under_concurrent_writers(
+    daphne_server, tenant
+):
+    flow_id = new_flow(daphne_server, tenant)
+    listing = httpx.get(
+        f"{daphne_server.url}/api/v1/task-outputs", params={"flow_execution_id": flow_id}, headers=headers(tenant[1])
+    )
+    reader = EventStreamReader()
+    reader.last_id = listing.headers["X-Live-Cursor"]
+    created: list[str] = []
+    reconnected_enough = threading.Event()
+
+    def writer(n: int) -> None:
+        """At least 25 creates, and on until the reader has reconnected a few times (however fast creates are)."""
+        with httpx.Client() as client:
+            for i in range(500):
+                if i >= 25 and reconnected_enough.is_set():
+                    return
+                created.append(post_output(daphne_server, tenant, flow_id, f"w{n}-{i}", client=client)["id"])
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    received: set[str] = set()
+    reconnects = 0
+
+    async def session(client: httpx.AsyncClient, seconds: float | None) -> None:
+        """One connection, resuming from the last id seen, read for `seconds` (None: until `resumed`)."""
+        request_headers = {**headers(tenant[1]), "Last-Event-ID": reader.last_id}
+        async with client.stream("GET", STREAM, params={"flow_execution_id": flow_id}, headers=request_headers) as r:
+            assert r.status_code == 200
+            async for event in read_for(r, reader, seconds if seconds is not None else 30):
+                if event["event"].startswith("task_output."):
+                    received.add(event["data"]["id"])
+                if event["event"] == "resumed" and seconds is None:
+                    return
+
+    async with httpx.AsyncClient(base_url=daphne_server.url, timeout=30) as client:
+        while any(thread.is_alive() for thread in threads):
+            await session(client, random.uniform(0.2, 0.8))
+            reconnects += 1
+            if reconnects >= 3:
+                reconnected_enough.set()
+        await session(client, None)  # a last resume after the writers finished
+
+    assert len(created) >= 200
+    assert reconnects >= 3, "the writers finished before the reader reconnected: the test did not test anything"
+    assert set(created) <= received, f"missed {len(set(created) - received)} outputs"
+
+
+async def test_a_key_revoked_while_its_stream_is_open_ends_it_within_5_seconds(daphne_server, tenant):
+    async with (
+        httpx.AsyncClient(base_url=daphne_server.url, timeout=10) as client,
+        client.stream("GET", STREAM, headers=headers(tenant[1])) as response,
+    ):
+        assert response.status_code == 200
+        await database_sync_to_async(lambda: api_key_revoke(api_key=APIKey.objects.get(organization_id=tenant[0])))()
+        revoked = time.monotonic()
+        body = ""
+        async for text in response.aiter_text():  # until the server ends the response
+            body += text
+        ended = time.monotonic() - revoked
+        while True:  # a reconnection: refused once the server's API-key cache (5 s at most) has let go
+            async with client.stream("GET", STREAM, headers=headers(tenant[1])) as again:
+                if again.status_code != 200 or time.monotonic() - revoked > 6:
+                    refusal = json.loads(await again.aread())
+                    break
+            await asyncio.sleep(0.2)
+        refused = time.monotonic() - revoked
+
+    assert ended < 5
+    assert body.endswith(": closed: the credentials were revoked\n\n")
+    assert again.status_code == 401 and refusal["error"]["code"] == "not_authenticated"
+    assert refused < 6
