@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import io
+import json
 import os
+import queue
 import re
 import selectors
 import subprocess
 import sys
+import threading
 
 import httpx
 import pytest
@@ -145,3 +148,38 @@ def test_the_api_examples_print_what_the_readme_shows(daphne_server, tenant):
         run = subprocess.run(["bash", "-c", command], env=env, capture_output=True, text=True, timeout=30)
         assert run.returncode == 0 and not run.stderr, (name, run.stderr)
         assert normalized(run.stdout) == normalized(shown), name
+
+
+def test_the_stream_example_prints_events_as_shown(daphne_server, tenant):
+    organization_id, key = tenant
+    auth = {"Authorization": f"Bearer {key}"}
+    flow = httpx.post(f"{daphne_server.url}/api/v1/flow-executions", headers=auth,
+                      json={"organization_id": organization_id, "flow_name": "ingest"}).json()  # fmt: skip
+    readme = (PROJECT_DIR / "README.md").read_text()
+    block = re.search(r"<!-- stream-example -->\n```sh\n\$ (.*?)\n(.*?)```", readme, re.S)
+    command, shown = block.group(1), block.group(2).splitlines()
+    env = {**os.environ, "BASE": daphne_server.url, "KEY": key, "FLOW": flow["id"]}
+    curl = subprocess.Popen(["sh", "-c", command], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line.rstrip("\n")) for line in curl.stdout], daemon=True).start()
+    try:
+        printed = [lines.get(timeout=15) for _ in range(3)]  # the retry, the first cursor, the blank line
+        body = {"organization_id": organization_id, "flow_execution_id": flow["id"], "task_name": "summarize",
+                "status": "completed", "summary": {"pages": 12}}  # fmt: skip
+        created = httpx.post(f"{daphne_server.url}/api/v1/task-outputs", json=body, headers=auth).json()
+        while len(printed) < 6:
+            line = lines.get(timeout=15)
+            if line == ": heartbeat":  # a heartbeat can come first (15 s after the stream opened), then a blank
+                lines.get(timeout=15)
+            else:
+                printed.append(line)
+    finally:
+        curl.kill()
+        curl.wait()
+
+    def shape(line: str) -> str:
+        return re.sub(r"^(id|data): .*", r"\1: ...", line)
+
+    assert [shape(line) for line in printed] == [shape(line) for line in shown[:6]]
+    assert printed[4] == "event: task_output.created"
+    assert json.loads(printed[5].removeprefix("data: "))["id"] == created["id"]
