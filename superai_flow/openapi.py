@@ -92,3 +92,54 @@ def closed_request_bodies(result, generator, request, public):
         if name.endswith("Request") and component.get("type") == "object":
             component["additionalProperties"] = False
     return result
+
+
+def _query(name: str, schema: dict, description: str) -> dict:
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+
+
+_STREAM = {
+    "operationId": "task_outputs_stream",
+    "summary": "Live task outputs as Server-Sent Events",
+    "description": (
+        "The WebSocket feeds over plain HTTP (`text/event-stream`), for clients and proxies that cannot use "
+        "WebSockets: the organization's summary feed, or with `flow_execution_id` one flow execution's feed. "
+        "Each event is `id: <cursor>`, `event: <message type>`, `data: <JSON>`; `: heartbeat` comments at least "
+        "every 15 s. Resume with `Last-Event-ID` or `after`: everything written since, `event: resumed`, then "
+        "live (`event: resync_required` beyond 10,000 outputs). The response never ends by itself; revoked "
+        "credentials end it. See docs/live-updates.md, \"Without WebSockets: Server-Sent Events\"."
+    ),
+    "tags": ["task-outputs"],
+    "security": [{"apiKey": []}, {"cookieAuth": []}],
+    "parameters": [
+        _query("flow_execution_id", {"type": "string", "format": "uuid"},
+               "One flow execution's feed (full records); no other filter may be given with it."),
+        _query("task_name", {"type": "string"}, "Summary feed: any of these task names (comma-separated)."),
+        _query("status", {"type": "string"}, "Summary feed: any of these statuses (comma-separated)."),
+        {**_query("tag", {"type": "array", "items": {"type": "string"}}, "Summary feed: all of these tags."),
+         "style": "form", "explode": True},
+        _query("organization_id", {"type": "string", "format": "uuid"},
+               "Summary feed: one of the caller's organizations (default: all of them)."),
+        _query("after", {"type": "string"}, "A cursor to resume from (`Last-Event-ID` wins if both are sent)."),
+        {"name": "Last-Event-ID", "in": "header", "required": False, "schema": {"type": "string"},
+         "description": "The last event id the client saw: what EventSource sends when it reconnects."},
+    ],
+}  # fmt: skip
+
+
+def event_stream(result, generator, request, public):
+    """Postprocessing hook: the event stream, which Channels serves beside Django (superai_flow.routing)."""
+    errors = {
+        status: {
+            "description": ERRORS[status].description,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}},
+        }
+        for status in (400, 401, 403, 404, 500, 503)
+    }
+    errors[400]["description"] = (
+        "An unknown parameter, a status that is not one, or a cursor this service did not make."
+    )
+    errors[404]["description"] = "No such flow execution for this caller, or it is deleted (`not_found`)."
+    ok = {"description": "The stream of events.", "content": {"text/event-stream": {"schema": {"type": "string"}}}}
+    result["paths"]["/api/v1/task-outputs/stream/"] = {"get": {**_STREAM, "responses": {"200": ok, **errors}}}
+    return result

@@ -300,6 +300,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "superai_flow.openapi.closed_request_bodies",
+        "superai_flow.openapi.event_stream",
     ],
     "ENUM_NAME_OVERRIDES": {
         "Status": "flow_executions.lifecycle.Status",

@@ -32,7 +32,7 @@ def test_the_schema_documents_every_endpoint(daphne_server):
         ("/api/v1/task-outputs/", "get"), ("/api/v1/task-outputs/", "post"),
         ("/api/v1/task-outputs/export/", "get"), ("/api/v1/task-outputs/stats/", "get"),
         ("/api/v1/task-outputs/{id}/", "get"), ("/api/v1/task-outputs/{id}/", "patch"),
-        ("/api/v1/task-outputs/{id}/", "delete"),
+        ("/api/v1/task-outputs/{id}/", "delete"), ("/api/v1/task-outputs/stream/", "get"),
     }  # fmt: skip
     assert schema["components"]["securitySchemes"]["apiKey"] == {
         "type": "http",
@@ -41,7 +41,8 @@ def test_the_schema_documents_every_endpoint(daphne_server):
     }
     for path, methods in schema["paths"].items():
         for method, operation in methods.items():
-            assert {"401", "403", "429", "500", "503"} <= set(operation["responses"]), (path, method)
+            never_throttled = {"429"} if path.endswith("/stream/") else set()  # one request, held open
+            assert {"401", "403", "429", "500", "503"} - never_throttled <= set(operation["responses"]), (path, method)
             for status, response in operation["responses"].items():
                 if status.startswith(("4", "5")):
                     assert response["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorEnvelope")
@@ -74,6 +75,7 @@ def test_schemathesis_finds_no_server_errors_and_no_schema_violations(daphne_ser
             "--checks", "all", "--exclude-checks", "positive_data_acceptance",
             "--max-examples", EXAMPLES, "--seed", SEED, "--workers", "1",
             "--generation-database", "none", "--no-color", "--request-timeout", "30",
+            "--exclude-path", "/api/v1/task-outputs/stream/",  # never ends: tests/live/test_event_stream.py
         ],
         cwd=tmp_path, capture_output=True, text=True, timeout=900,
     )  # fmt: skip
