@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import shutil
 from datetime import timedelta
 from pathlib import Path
@@ -271,3 +272,27 @@ def test_the_history_charts_outputs_per_hour_and_a_chosen_summary_value(chromium
         summary.get_by_role("button", name="Show").click()
         summary.get_by_text("“words..x” is not a summary key").wait_for()
         page.close()
+
+
+def test_pages_fall_back_to_server_sent_events_when_websockets_are_blocked(chromium, tenant_with_user):
+    key, flow = tenant_with_user
+    with DaphneServer() as server:
+        context = chromium.new_context(viewport={"width": 1280, "height": 900})
+        # As a proxy that drops WebSockets: every handshake fails before it opens; plain HTTP goes through.
+        context.route_web_socket(re.compile(".*"), lambda socket: socket.close(code=4000))
+        page = context.new_page()
+        try:
+            sign_in(page, server)
+            over_sse = page.locator("[data-connection][data-state=live][data-transport=sse]")
+            over_sse.wait_for(timeout=10_000)
+            assert over_sse.inner_text() == "Live · Server-Sent Events"
+            new_id = post_output(server, key, flow, task_name="classify", status="completed")
+            page.locator(f'[data-recent] [data-output-id="{new_id}"]').wait_for(timeout=APPEARS)
+
+            page.get_by_role("link", name="document-ingest").click()
+            over_sse.wait_for(timeout=10_000)
+            new_id = post_output(server, key, flow, task_name="summarize", status="completed", summary={"pages": 4})
+            page.locator(f'[data-output-id="{new_id}"]').wait_for(timeout=APPEARS)
+            page.screenshot(path=SHOTS / "12-execution-over-sse.png", full_page=True)
+        finally:
+            context.close()
