@@ -15,7 +15,7 @@ from channels.db import database_sync_to_async
 
 from superai_flow.organizations.models import APIKey
 from superai_flow.organizations.services import api_key_revoke
-from tests.e2e.test_live import headers, new_flow, post_output
+from tests.e2e.test_live import headers, new_flow, post_output, start_writers
 from tests.helpers import EventStreamReader
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
@@ -65,20 +65,8 @@ async def test_a_client_that_keeps_reconnecting_with_last_event_id_misses_nothin
     )
     reader = EventStreamReader()
     reader.last_id = listing.headers["X-Live-Cursor"]
-    created: list[str] = []
     reconnected_enough = threading.Event()
-
-    def writer(n: int) -> None:
-        """At least 25 creates, and on until the reader has reconnected a few times (however fast creates are)."""
-        with httpx.Client() as client:
-            for i in range(500):
-                if i >= 25 and reconnected_enough.is_set():
-                    return
-                created.append(post_output(daphne_server, tenant, flow_id, f"w{n}-{i}", client=client)["id"])
-
-    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
-    for thread in threads:
-        thread.start()
+    created, threads = start_writers(daphne_server, tenant, flow_id, reconnected_enough)
     received: set[str] = set()
     reconnects = 0
 

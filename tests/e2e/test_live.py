@@ -44,6 +44,24 @@ def post_output(server: DaphneServer, tenant, flow_id: str, task_name: str, clie
     return response.json()
 
 
+def start_writers(server: DaphneServer, tenant, flow_id: str, enough: threading.Event, count: int = 8):
+    """`count` threads that post task outputs to the flow execution: each at least 25, and on until `enough` is
+    set (however fast creates are). The ids created, as they come, and the threads."""
+    created: list[str] = []
+
+    def writer(n: int) -> None:
+        with httpx.Client() as client:
+            for i in range(500):
+                if i >= 25 and enough.is_set():
+                    return
+                created.append(post_output(server, tenant, flow_id, f"w{n}-{i}", client=client)["id"])
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    return created, threads
+
+
 def watch(server: DaphneServer, key: str, path: str):
     return connect(server.url.replace("http", "ws", 1) + path, additional_headers=headers(key), open_timeout=10)
 
@@ -114,20 +132,8 @@ async def test_a_client_that_keeps_reconnecting_misses_nothing_under_concurrent_
         f"{daphne_server.url}/api/v1/task-outputs", params={"flow_execution_id": flow_id}, headers=headers(tenant[1])
     )
     cursor = listing.headers["X-Live-Cursor"]
-    created: list[str] = []
     reconnected_enough = threading.Event()
-
-    def writer(n: int) -> None:
-        """At least 25 creates, and on until the reader has reconnected a few times (however fast creates are)."""
-        with httpx.Client() as client:
-            for i in range(500):
-                if i >= 25 and reconnected_enough.is_set():
-                    return
-                created.append(post_output(daphne_server, tenant, flow_id, f"w{n}-{i}", client=client)["id"])
-
-    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
-    for thread in threads:
-        thread.start()
+    created, threads = start_writers(daphne_server, tenant, flow_id, reconnected_enough)
     received: set[str] = set()
     reconnects = 0
 

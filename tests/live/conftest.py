@@ -10,9 +10,11 @@ import pytest_asyncio
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
+from django.contrib.auth.models import User
 
 from superai_flow import notifications
 from superai_flow.asgi import application
+from superai_flow.organizations.models import Membership
 
 
 @pytest.fixture(autouse=True)
@@ -34,6 +36,15 @@ async def dispatcher(own_dispatcher):
     """The test's dispatcher on its event loop, where an in-memory layer's consumers live too."""
     own_dispatcher.attach(asyncio.get_running_loop())
     return own_dispatcher
+
+
+@pytest.fixture
+def signed_in_cookie(org_a, client):
+    """The session cookie of a signed-in member of org_a, as a handshake or request header."""
+    user = User.objects.create_user("alice", password="pw")
+    Membership.objects.create(user=user, organization=org_a)
+    client.force_login(user)
+    return (b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode())
 
 
 def communicator(path: str, *, key: str | None = None, headers=()) -> WebsocketCommunicator:

@@ -193,14 +193,6 @@ async def test_unknown_deleted_or_foreign_flows_close_with_4404(make_flow, org_a
         assert await close_code(communicator(f"/ws/flow-executions/{flow_id}/", key=key_a)) == 4404
 
 
-@pytest.fixture
-def signed_in_cookie(org_a, client):
-    user = User.objects.create_user("alice", password="pw")
-    Membership.objects.create(user=user, organization=org_a)
-    client.force_login(user)
-    return (b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode())
-
-
 async def test_a_session_from_an_allowed_origin_may_watch(dispatcher, flow_a, signed_in_cookie):
     socket = await open_socket(flow_path(flow_a), headers=[signed_in_cookie, (b"origin", b"http://localhost:8000")])
 

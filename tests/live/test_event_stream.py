@@ -13,13 +13,12 @@ from urllib.parse import urlencode
 import pytest
 from channels.db import database_sync_to_async
 from channels.testing import ApplicationCommunicator
-from django.contrib.auth.models import User
 
 from flow_executions.lifecycle import Status
 from superai_flow import credential_watch
 from superai_flow.asgi import application
 from superai_flow.metrics import EVENT_STREAM_CLIENTS
-from superai_flow.organizations.models import APIKey, Membership
+from superai_flow.organizations.models import APIKey
 from superai_flow.organizations.services import api_key_create, api_key_revoke
 from task_outputs import live
 from task_outputs.services import task_output_create
@@ -308,14 +307,6 @@ async def test_other_methods_get_405(key_a):
 
 
 # --- Sessions ---------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def signed_in_cookie(org_a, client):
-    user = User.objects.create_user("alice", password="pw")
-    Membership.objects.create(user=user, organization=org_a)
-    client.force_login(user)
-    return (b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode())
 
 
 async def test_a_session_streams_without_an_origin_as_browsers_send_it(dispatcher, flow_a, signed_in_cookie):
