@@ -437,6 +437,8 @@ class EventStreamConsumer(LiveFeedConsumer):
             logger.exception("Could not open an event stream")
             await self.answer(503, "service_unavailable", "The live feed could not be opened; retry later.")
             return
+        if self.ended:  # the credential check refused it meanwhile
+            return
         await self.send({"type": "http.response.start", "status": 200, "headers": [
             (b"content-type", b"text/event-stream; charset=utf-8"),
             (b"cache-control", b"no-cache, no-store"),
