@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import threading
 import time
@@ -12,9 +13,11 @@ import time
 import httpx
 import pytest
 from channels.db import database_sync_to_async
+from django.db import connection
 
 from superai_flow.organizations.models import APIKey
 from superai_flow.organizations.services import api_key_revoke
+from tests.e2e.servers import DaphneServer
 from tests.e2e.test_live import headers, new_flow, post_output, start_writers
 from tests.helpers import EventStreamReader
 
@@ -118,3 +121,47 @@ async def test_a_key_revoked_while_its_stream_is_open_ends_it_within_5_seconds(d
     assert body.endswith(": closed: the credentials were revoked\n\n")
     assert again.status_code == 401 and refusal["error"]["code"] == "not_authenticated"
     assert refused < 6
+
+
+async def test_idle_streams_hold_no_thread_and_no_database_connection_each(tenant):
+    def threads(server: DaphneServer) -> int:
+        return len(os.listdir(f"/proc/{server.process.pid}/task"))
+
+    def database_connections() -> int:
+        if connection.vendor != "postgresql":
+            return 0  # SQLite: no server to hold connections
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
+            return cursor.fetchone()[0]
+
+    async def opened(client: httpx.AsyncClient):
+        response = await client.send(client.build_request("GET", STREAM, headers=headers(tenant[1])), stream=True)
+        assert response.status_code == 200
+        chunks = response.aiter_text()
+        assert "id: " in await anext(chunks)  # its first cursor: the query it needs is done
+        return response, chunks
+
+    async def first_event(response: httpx.Response, chunks) -> dict:
+        reader = EventStreamReader()
+        try:
+            async with asyncio.timeout(5):
+                while not (events := [block for block in reader.feed(await anext(chunks)) if "event" in block]):
+                    pass
+        finally:
+            await response.aclose()
+        return json.loads(events[0]["data"])
+
+    with DaphneServer() as server:
+        async with httpx.AsyncClient(base_url=server.url, timeout=10, limits=httpx.Limits()) as client:
+            streams = [await opened(client)]
+            before = threads(server), await database_sync_to_async(database_connections)()
+            streams += [await opened(client) for _ in range(40)]
+            await asyncio.sleep(0.5)
+            after = threads(server), await database_sync_to_async(database_connections)()
+            flow_id = await asyncio.to_thread(new_flow, server, tenant)
+            created = await asyncio.to_thread(post_output, server, tenant, flow_id, "extract")
+            delivered = [(await first_event(response, chunks))["id"] for response, chunks in streams]
+
+    assert after[0] - before[0] <= 2, f"{after[0] - before[0]} more threads for 40 more streams"
+    assert after[1] - before[1] <= 1, f"{after[1] - before[1]} more database connections for 40 more streams"
+    assert delivered == [created["id"]] * 41
