@@ -69,6 +69,19 @@ def test_numbers_are_read_as_doubles_from_tiny_to_huge(client_a, flow_a, make_ou
     assert isinstance(stat["max"], float)  # beyond 2**53 an integral double stays a float, not a made-up integer
 
 
+@pytest.mark.postgres
+def test_numbers_beyond_1e290_are_skipped_so_that_no_sum_overflows(client_a, flow_a, make_output):
+    for value in (10**300, -(10**295), 1e300, {"nested": 10**400}, 7, -1.5e-300, 10**289 + 0.5):
+        make_output(flow_a, task_name="huge", summary={"value": value, "deep": {"value": value}})
+
+    body = client_a.get(URL, {"metric": ["summary.value", "summary.deep.value"]})
+
+    assert body.status_code == 200, body.content
+    for stat in body.json()["groups"][0]["metrics"].values():
+        assert stat["count"] == 3  # 7, the tiny one, and 1e289 (its integer part has 290 digits)
+        assert stat["min"] == -1.5e-300 and stat["max"] == pytest.approx(1e289)
+
+
 def test_groups_by_task_and_status_with_two_metrics(client_a, outputs):
     body = client_a.get(
         URL, {"group_by": ["task_name", "status"], "metric": ["summary.pages", "summary.stats.ms"]}
