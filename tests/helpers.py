@@ -37,6 +37,12 @@ def error_of(response, status: int, code: str) -> dict[str, Any]:
     return body
 
 
+def page_text(response) -> str:
+    """A page's HTML, once it answered 200."""
+    assert response.status_code == 200, response.status_code
+    return response.content.decode()
+
+
 def detail_codes(response) -> dict[str | None, str]:
     """{field: code} of an error response's details."""
     return {d["field"]: d["code"] for d in response.json()["error"]["details"]}

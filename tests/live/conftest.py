@@ -7,6 +7,7 @@ import json
 
 import pytest
 import pytest_asyncio
+from channels.db import database_sync_to_async
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
@@ -15,6 +16,7 @@ from django.contrib.auth.models import User
 from superai_flow import notifications
 from superai_flow.asgi import application
 from superai_flow.organizations.models import Membership
+from task_outputs.services import task_output_create
 
 
 @pytest.fixture(autouse=True)
@@ -36,6 +38,14 @@ async def dispatcher(own_dispatcher):
     """The test's dispatcher on its event loop, where an in-memory layer's consumers live too."""
     own_dispatcher.attach(asyncio.get_running_loop())
     return own_dispatcher
+
+
+@database_sync_to_async
+def create_output(flow, **fields):
+    """A task output of `flow`, written as the API writes one (its live messages follow the commit)."""
+    fields.setdefault("task_name", "extract")
+    fields.setdefault("summary", {"pages": 3})
+    return task_output_create(organization_id=flow.organization_id, flow_execution_id=flow.id, **fields)[0]
 
 
 @pytest.fixture

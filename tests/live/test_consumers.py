@@ -20,7 +20,7 @@ from task_outputs import consumers, feeds, live
 from task_outputs.consumers import LiveFeedConsumer
 from task_outputs.models import TaskOutput
 from task_outputs.services import task_output_create, task_output_update
-from tests.live.conftest import close_code, communicator, group_members, next_message, open_socket
+from tests.live.conftest import close_code, communicator, create_output, group_members, next_message, open_socket
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
@@ -34,13 +34,6 @@ def flow_path(flow) -> str:
 
 
 SUMMARIES = "/ws/task-outputs/summaries/"
-
-
-@database_sync_to_async
-def create_output(flow, **fields):
-    fields.setdefault("task_name", "extract")
-    fields.setdefault("summary", {"pages": 3})
-    return task_output_create(organization_id=flow.organization_id, flow_execution_id=flow.id, **fields)[0]
 
 
 # --- Delivery -----------------------------------------------------------------------------------

@@ -21,20 +21,12 @@ from superai_flow.metrics import EVENT_STREAM_CLIENTS
 from superai_flow.organizations.models import APIKey
 from superai_flow.organizations.services import api_key_create, api_key_revoke
 from task_outputs import live
-from task_outputs.services import task_output_create
 from tests.helpers import EventStreamReader
-from tests.live.conftest import group_members
+from tests.live.conftest import create_output, group_members
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
 PATH = "/api/v1/task-outputs/stream"
-
-
-@database_sync_to_async
-def create_output(flow, **fields):
-    fields.setdefault("task_name", "extract")
-    fields.setdefault("summary", {"pages": 3})
-    return task_output_create(organization_id=flow.organization_id, flow_execution_id=flow.id, **fields)[0]
 
 
 class Stream:

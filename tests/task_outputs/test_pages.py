@@ -9,32 +9,12 @@ from datetime import timedelta
 import pytest
 from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
-from django.test import Client
 
 from flow_executions.lifecycle import Status
 from flow_executions.models import FlowExecution
 from superai_flow.organizations.models import Membership, Organization
 from task_outputs import live
-
-
-@pytest.fixture
-def alice(org_a) -> User:
-    user = User.objects.create_user("alice", password="correct horse battery")
-    Membership.objects.create(user=user, organization=org_a)
-    return user
-
-
-@pytest.fixture
-def browser(alice) -> Client:
-    client = Client()
-    client.force_login(alice)
-    return client
-
-
-def text(response) -> str:
-    assert response.status_code == 200, response.status_code
-    return response.content.decode()
-
+from tests.helpers import page_text as text
 
 # --- Signing in and out -------------------------------------------------------------------------
 

@@ -17,20 +17,7 @@ from superai_flow.organizations.models import Membership
 from task_outputs import pictures, views
 from task_outputs.models import TaskOutput
 from tests.helpers import connection_as
-
-
-@pytest.fixture
-def browser(org_a) -> Client:
-    user = User.objects.create_user("alice", password="correct horse battery")
-    Membership.objects.create(user=user, organization=org_a)
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-def text(response) -> str:
-    assert response.status_code == 200, response.status_code
-    return response.content.decode()
+from tests.helpers import page_text as text
 
 
 def picture(page: str, prefix: str) -> str:
