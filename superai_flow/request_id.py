@@ -18,10 +18,14 @@ def current_request_id() -> str:
     return _current.get()
 
 
-def request_id_from(scope: dict) -> str:
-    """The request id of an ASGI request that Django does not serve (the event stream): the client's if sane."""
-    supplied = dict(scope.get("headers", [])).get(b"x-request-id", b"").decode("latin-1")
+def request_id_for(supplied: str) -> str:
+    """The client's X-Request-ID if it is sane (1-128 of [A-Za-z0-9._-]), otherwise a new one."""
     return supplied if _SANE.fullmatch(supplied) else uuid.uuid4().hex
+
+
+def request_id_from(scope: dict) -> str:
+    """The request id of an ASGI request that Django does not serve (the event stream)."""
+    return request_id_for(dict(scope.get("headers", [])).get(b"x-request-id", b"").decode("latin-1"))
 
 
 class RequestIDMiddleware:
@@ -31,8 +35,7 @@ class RequestIDMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        supplied = request.headers.get(HEADER, "")
-        request_id = supplied if _SANE.fullmatch(supplied) else uuid.uuid4().hex
+        request_id = request_id_for(request.headers.get(HEADER, ""))
         request.request_id = request_id
         token = _current.set(request_id)
         try:
