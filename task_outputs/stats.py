@@ -2,13 +2,15 @@
 
 Contract: "GET /task-outputs/stats". The filtered list query (the same filters, within the caller's
 row-level-security scope like every query) becomes a subquery; one GROUP BY over it gives each group's
-count and, per `metric=summary.<path>`, the count of outputs with a number there, min, max, avg and sum.
-The percentiles are PostgreSQL's `percentile_cont`; SQLite has none, so there a second query reads each
-metric's numbers in group order and this module interpolates them the same way. Numbers are read as
-doubles, as JSON clients read them (PostgreSQL: one float8 per row, which is what keeps a million rows
-under a second, docs/performance.md; numbers beyond ±1e290 are skipped there, so that no sum overflows).
-Values that are not numbers are skipped, never an error. `group_by=tag` counts an output once under each
-of its tags (and under `null` when it has none).
+count and, per `metric=summary.<path>`, the count of outputs with a number there, min, max, avg, sum and
+the percentiles. On PostgreSQL one aggregate, `superai_number_stats` (task_outputs/migrations/0010), gives
+all of a metric's figures and runs in parallel workers; its percentiles interpolate as `percentile_cont`
+does. SQLite has no percentiles, so there a second query reads each metric's numbers in group order and
+this module interpolates them the same way. Numbers are read as doubles, as JSON clients read them
+(PostgreSQL: one float8 per row, which is what keeps a million rows near a second, docs/performance.md;
+numbers beyond ±1e290 are skipped there, so that no sum overflows). Values that are not numbers are
+skipped, never an error. `group_by=tag` counts an output once under each of its tags (and under `null`
+when it has none).
 """
 
 from __future__ import annotations
@@ -30,7 +32,10 @@ GROUPS = ("task_name", "status", "flow_execution_id", "tag", "hour", "day")
 MAX_GROUP_BY = 2
 MAX_METRICS = 5
 MAX_GROUPS = 1_000
-PERCENTILES = (("p50", 0.5), ("p95", 0.95))
+PERCENTILES = (("p50", 0.5), ("p95", 0.95))  # superai_number_stats computes these two
+# PostgreSQL: a query the planner expects to read more numbers than this (outputs times metrics) sorts them
+# in parallel workers, spilling to disk as it needs, instead of holding them in memory (about 80 MB).
+MAX_NUMBERS_IN_MEMORY = 10_000_000
 _COLUMNS = ("id", "created_at", "task_name", "status", "flow_execution_id", "tags", "summary")
 
 
@@ -68,20 +73,35 @@ def stats_query(request) -> StatsQuery:
     return StatsQuery(tuple(group_by), tuple(metrics))
 
 
-def task_output_stats(queryset: QuerySet[TaskOutput], query: StatsQuery) -> dict[str, Any]:
-    """The stats body for the outputs `queryset` selects (already filtered and scoped)."""
+def task_output_stats(
+    queryset: QuerySet[TaskOutput], query: StatsQuery, *, scope: QuerySet[TaskOutput] | None = None
+) -> dict[str, Any]:
+    """The stats body for the outputs `queryset` selects (already filtered and scoped).
+
+    `scope` holds every output the query could select, its filters aside (default: `queryset`): on PostgreSQL
+    the planner's row count for it decides where percentiles are computed (`_in_memory`)."""
     inner, inner_params = queryset.order_by().values(*_COLUMNS).query.sql_with_params()
     sql = _Sql(connection.vendor, query)
     rows_sql, rows_params = sql.rows(inner, inner_params)
     keys = [f"k{i}" for i in range(len(query.group_by))]
     select = [*keys, "count(*)"]
+    in_memory = sql.postgresql and query.metrics and _in_memory(sql, queryset if scope is None else scope, query)
     for i in range(len(query.metrics)):
-        # PostgreSQL's avg(float8) also sums the squares (for variances), which overflow from 1e154 on.
-        mean = f"sum(v{i}) / nullif(count(v{i}), 0)" if sql.postgresql else f"avg(v{i})"
-        select += [f"count(v{i})", f"min(v{i})", f"max(v{i})", mean, f"sum(v{i})"]
-        if sql.postgresql:
+        # PostgreSQL: one float8[] per metric, [count, min, max, sum, p50, p95].
+        if in_memory:  # task_outputs/migrations/0010_stats_aggregate.py
+            select.append(f"superai_number_stats(v{i})")
+        elif sql.postgresql:
             fractions = ", ".join(str(fraction) for _, fraction in PERCENTILES)
-            select.append(f"percentile_cont(ARRAY[{fractions}]) WITHIN GROUP (ORDER BY v{i})")
+            percentiles = f"percentile_cont(ARRAY[{fractions}]) WITHIN GROUP (ORDER BY v{i})"
+            nulls = ", ".join("NULL" for _ in PERCENTILES)
+            select.append(f"ARRAY[count(v{i}), min(v{i}), max(v{i}), sum(v{i})]"
+                          f" || coalesce({percentiles}, ARRAY[{nulls}]::float8[])")  # fmt: skip
+        else:
+            select += [f"count(v{i})", f"min(v{i})", f"max(v{i})", f"sum(v{i})"]
+    if sql.postgresql and query.metrics and not in_memory:
+        # Sorted here, the rows reach the ordered-set aggregate (percentile_cont) in order, and the sort runs in
+        # parallel workers (spilling to disk as it needs): 3.3 times faster than letting the aggregate sort.
+        rows_sql += f" ORDER BY {', '.join([*keys, 'v0'])}"
     grouping = f" GROUP BY {', '.join(keys)} ORDER BY {', '.join(f'{k} NULLS LAST' for k in keys)}" if keys else ""
     statement = f"SELECT {', '.join(select)} FROM ({rows_sql}) AS s{grouping} LIMIT {MAX_GROUPS + 1}"
     with connection.cursor() as cursor:
@@ -105,12 +125,18 @@ def task_output_stats(queryset: QuerySet[TaskOutput], query: StatsQuery) -> dict
             group["metrics"] = {}
             position = len(keys) + 1
             for path in query.metrics:
-                width = 6 if sql.postgresql else 5
-                count, low, high, mean, total_value, *percentiles = row[position : position + width]
-                position += width
+                if sql.postgresql:
+                    count, low, high, total_value, *percentiles = row[position]
+                    position += 1
+                else:
+                    count, low, high, total_value = row[position : position + 4]
+                    percentiles = [None] * len(PERCENTILES)
+                    position += 4
+                count = int(count)
+                # The sum over the count: PostgreSQL's avg(float8) also sums the squares, which overflow from 1e154.
+                mean = total_value / count if count else None
                 stat = {"count": count, "min": low, "max": high, "avg": mean, "sum": total_value}
-                values = percentiles[0] if percentiles and percentiles[0] is not None else [None] * len(PERCENTILES)
-                stat.update((name, value) for (name, _), value in zip(PERCENTILES, values, strict=True))
+                stat.update((name, value) for (name, _), value in zip(PERCENTILES, percentiles, strict=True))
                 group["metrics"]["summary." + ".".join(path)] = stat
         groups.append(group)
     if query.metrics and not sql.postgresql:
@@ -171,10 +197,6 @@ class _Sql:
             columns.append(f"{value} AS v{i}")
             params += value_params
         sql = f"SELECT {', '.join(columns) or '1 AS one'} FROM ({inner}) AS t{self.joins}"
-        if self.postgresql and self.values:
-            # Sorted here, the rows reach the ordered-set aggregates (percentile_cont) in order, and the sort
-            # runs in parallel workers: 3.3 times faster than letting the aggregate sort (docs/performance.md).
-            sql += f" ORDER BY {', '.join([*(f'k{i}' for i in range(len(self.keys))), 'v0'])}"
         return sql, [*params, *inner_params]
 
     def _key(self, name: str) -> tuple[str, list]:
@@ -186,6 +208,19 @@ class _Sql:
             pattern = "%Y-%m-%dT%H:00:00Z" if name == "hour" else "%Y-%m-%dT00:00:00Z"
             return "strftime(%s, t.created_at)", [pattern]
         return f"t.{name}", []
+
+
+def _in_memory(sql: _Sql, scope: QuerySet[TaskOutput], query: StatsQuery) -> bool:
+    """PostgreSQL: whether the metrics' numbers may be held in memory (superai_number_stats keeps 8 bytes per
+    number, the whole group's at once in the leader, and an array holds at most 134 million): yes when the
+    planner expects at most MAX_NUMBERS_IN_MEMORY numbers in the scope, whatever the filters select of it
+    (a filter on a summary value can match far more rows than the planner expects)."""
+    inner, inner_params = scope.order_by().values(*_COLUMNS).query.sql_with_params()
+    rows_sql, rows_params = sql.rows(inner, inner_params)
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN (FORMAT JSON) {rows_sql}", rows_params)
+        plan = cursor.fetchone()[0]  # psycopg reads the json
+    return plan[0]["Plan"]["Plan Rows"] * len(query.metrics) <= MAX_NUMBERS_IN_MEMORY
 
 
 def _percentiles_in_python(groups, rows, rows_sql: str, rows_params, query: StatsQuery) -> None:

@@ -147,7 +147,8 @@ class TaskOutputViewSet(viewsets.GenericViewSet):
     @action(detail=False, methods=["get"])
     def stats(self, request):
         query = stats_query(request)
-        return Response(task_output_stats(self.filter_queryset(self.get_queryset()), query))
+        visible = self.get_queryset()
+        return Response(task_output_stats(self.filter_queryset(visible), query, scope=visible))
 
     def retrieve(self, request, pk=None):
         fields = requested_fields(request)

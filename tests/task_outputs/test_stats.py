@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import random
 import statistics
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
+from task_outputs import stats
 from tests.helpers import detail_codes, error_of
 
 URL = "/api/v1/task-outputs/stats"
@@ -82,6 +86,52 @@ def test_numbers_beyond_1e290_are_skipped_so_that_no_sum_overflows(client_a, flo
         assert stat["min"] == -1.5e-300 and stat["max"] == pytest.approx(1e289)
 
 
+@pytest.mark.postgres
+def test_percentiles_held_in_memory_or_sorted_on_disk_give_the_same_answer(client_a, flow_a, make_output, monkeypatch):
+    numbers = random.Random(12).choices([round(random.Random(n).uniform(-50, 500), 3) for n in range(60)], k=200)
+    for n, value in enumerate(numbers):  # repeated values, fractions, negatives, and every fifth without a number
+        summary = {"ms": value, "deep": {"rows": n % 7}} if n % 5 else {"ms": "slow"}
+        make_output(flow_a, task_name=f"task-{n % 3}", summary=summary, tags=["a", "b"][: n % 3])
+    queries = [
+        {"metric": "summary.ms"},
+        {"group_by": "task_name", "metric": ["summary.ms", "summary.deep.rows"]},
+        {"group_by": "tag,task_name", "metric": "summary.ms"},
+    ]
+
+    def answers() -> tuple[list[dict], str]:
+        with CaptureQueriesContext(connection) as captured:
+            bodies = [client_a.get(URL, query).json() for query in queries]
+        return bodies, " ".join(query["sql"] for query in captured.captured_queries)
+
+    in_memory, in_memory_sql = answers()
+    monkeypatch.setattr(stats, "MAX_NUMBERS_IN_MEMORY", 0)
+    sorted_on_disk, sorted_sql = answers()
+
+    assert "superai_number_stats" in in_memory_sql and "percentile_cont" not in in_memory_sql
+    assert "percentile_cont" in sorted_sql and "superai_number_stats" not in sorted_sql
+    assert in_memory == sorted_on_disk
+    overall = in_memory[0]["groups"][0]["metrics"]["summary.ms"]
+    with_numbers = [value for n, value in enumerate(numbers) if n % 5]
+    assert overall["count"] == len(with_numbers) == 160
+    assert overall["min"] == min(with_numbers) and overall["max"] == max(with_numbers)
+    assert overall["sum"] == pytest.approx(sum(with_numbers))
+    assert overall["p50"] == pytest.approx(percentile(with_numbers, 0.5))
+    assert overall["p95"] == pytest.approx(percentile(with_numbers, 0.95))
+
+
+def test_outputs_of_a_deleted_flow_execution_are_not_counted(client_a, flow_a, make_flow, org_a, make_output):
+    gone = make_flow(org_a)
+    for value in (1, 2):
+        make_output(flow_a, summary={"pages": value})
+        make_output(gone, summary={"pages": 1000})
+    assert client_a.delete(f"/api/v1/flow-executions/{gone.id}").status_code == 204
+
+    body = client_a.get(URL, {"metric": "summary.pages"}).json()
+
+    assert body["total"] == 2
+    assert body["groups"][0]["metrics"]["summary.pages"]["max"] == 2
+
+
 def test_groups_by_task_and_status_with_two_metrics(client_a, outputs):
     body = client_a.get(
         URL, {"group_by": ["task_name", "status"], "metric": ["summary.pages", "summary.stats.ms"]}
@@ -154,8 +204,6 @@ def test_bad_parameters_are_422s(client_a, query, field, code):
 
 
 def test_more_than_a_thousand_groups_asks_for_a_narrower_query(client_a, flow_a, make_output):
-    from task_outputs import stats
-
     original = stats.MAX_GROUPS
     stats.MAX_GROUPS = 3
     try:
