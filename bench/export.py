@@ -13,11 +13,18 @@ Baseline of the same run: the first page of the list (50 records).
     python bench/export.py                  # 1,000,000 rows
     python bench/export.py --rows 100000
     python bench/export.py --stats-only     # the stats queries only
+    python bench/export.py --shared-buffers 1GB   # on a private PostgreSQL holding the table in its cache
+
+The shared server keeps PostgreSQL's default `shared_buffers` (128 MB), smaller than a million outputs
+(about 270 MB): every full scan then reads most pages from the OS's cache. `--shared-buffers` deploys on
+a private instance instead (tests/e2e/servers.py `PrivatePostgres`, not pinned), configured as a
+production server would be, with the cache larger than the table.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import threading
@@ -25,7 +32,7 @@ import time
 
 import httpx
 from admin_changelist import FILL
-from common import Deployment, timed_gets
+from common import SERVER, Deployment, PrivatePostgres, timed_gets
 
 STATS_QUERIES = (
     {"metric": "summary.pages"},
@@ -85,39 +92,49 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=5, help="times each stats query runs (default 5)")
     parser.add_argument("--stats-only", action="store_true", help="skip the downloads")
+    parser.add_argument("--shared-buffers", metavar="SIZE", help="on a private PostgreSQL with this shared_buffers")
     args = parser.parse_args()
 
-    with Deployment(API_RATE_LIMIT="") as deployment:
-        organization_id, key = deployment.tenant()
-        started = time.monotonic()
-        print(f"Filling {args.rows:,} task outputs ...", file=sys.stderr)
-        fill = FILL % {"org": f"'{organization_id}'", "rows": args.rows, "flows": max(1, args.rows // 100)}
-        deployment.psql(fill)
-        deployment.psql("ANALYZE")
-        print(f"... in {time.monotonic() - started:.0f} s", file=sys.stderr)
-        base = deployment.daphne()
-        pid = deployment.servers[-1].pid
-        results = []
-        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=600) as client:
-            times = timed_gets(client, "/api/v1/task-outputs", 20)
-            baseline = sorted(times)[len(times) // 2]
-            print(f"list page (baseline): {baseline:.1f} ms", file=sys.stderr)
-            sparse = {"format": "ndjson", "fields": "id,status,summary"}
-            for params in () if args.stats_only else ({"format": "ndjson"}, {"format": "csv"}, sparse):
-                result = download(client, pid, params)
-                results.append(result)
-                print(json.dumps(result), file=sys.stderr)
-            stats = {}
-            for params in STATS_QUERIES:
-                label = "&".join(f"{k}={v}" for k, v in params.items())
-                path = f"/api/v1/task-outputs/stats?{label}"
-                times = timed_gets(client, path, args.repeat)
-                median = sorted(times)[len(times) // 2]
-                groups = len(client.get(path).json()["groups"])
-                stats[label] = {"groups": groups, "median_ms": round(median, 1), "max_ms": round(max(times), 1)}
-                print(f"stats {label}: {stats[label]}", file=sys.stderr)
-        report = {"rows": args.rows, "list_page_ms": round(baseline, 1), "exports": results, "stats": stats}
-        print(json.dumps(report, indent=2))
+    with contextlib.ExitStack() as stack:
+        server = SERVER
+        if args.shared_buffers:
+            settings = {"shared_buffers": args.shared_buffers}
+            server = stack.enter_context(PrivatePostgres(cpus=None, settings=settings)).server
+        run(args, stack.enter_context(Deployment(server=server, API_RATE_LIMIT="")))
+
+
+def run(args: argparse.Namespace, deployment: Deployment) -> None:
+    """Fill the deployment, then time the downloads and the stats queries; the report on stdout."""
+    organization_id, key = deployment.tenant()
+    started = time.monotonic()
+    print(f"Filling {args.rows:,} task outputs ...", file=sys.stderr)
+    fill = FILL % {"org": f"'{organization_id}'", "rows": args.rows, "flows": max(1, args.rows // 100)}
+    deployment.psql(fill)
+    deployment.psql("ANALYZE")
+    print(f"... in {time.monotonic() - started:.0f} s", file=sys.stderr)
+    base = deployment.daphne()
+    pid = deployment.servers[-1].pid
+    results = []
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=600) as client:
+        times = timed_gets(client, "/api/v1/task-outputs", 20)
+        baseline = sorted(times)[len(times) // 2]
+        print(f"list page (baseline): {baseline:.1f} ms", file=sys.stderr)
+        sparse = {"format": "ndjson", "fields": "id,status,summary"}
+        for params in () if args.stats_only else ({"format": "ndjson"}, {"format": "csv"}, sparse):
+            result = download(client, pid, params)
+            results.append(result)
+            print(json.dumps(result), file=sys.stderr)
+        stats = {}
+        for params in STATS_QUERIES:
+            label = "&".join(f"{k}={v}" for k, v in params.items())
+            path = f"/api/v1/task-outputs/stats?{label}"
+            times = timed_gets(client, path, args.repeat)
+            median = sorted(times)[len(times) // 2]
+            groups = len(client.get(path).json()["groups"])
+            stats[label] = {"groups": groups, "median_ms": round(median, 1), "max_ms": round(max(times), 1)}
+            print(f"stats {label}: {stats[label]}", file=sys.stderr)
+    report = {"rows": args.rows, "list_page_ms": round(baseline, 1), "exports": results, "stats": stats}
+    print(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":
