@@ -86,7 +86,11 @@ def task_output_stats(
     rows_sql, rows_params = sql.rows(inner, inner_params)
     keys = [f"k{i}" for i in range(len(query.group_by))]
     select = [*keys, "count(*)"]
-    in_memory = sql.postgresql and query.metrics and _in_memory(sql, queryset if scope is None else scope, query)
+    in_memory = False
+    if sql.postgresql and query.metrics:
+        scoped = scope.order_by().values(*_COLUMNS).query.sql_with_params() if scope is not None else None
+        scope_sql, scope_params = sql.rows(*scoped) if scoped else (rows_sql, rows_params)
+        in_memory = _in_memory(scope_sql, scope_params, query)
     for i in range(len(query.metrics)):
         # PostgreSQL: one float8[] per metric, [count, min, max, sum, p50, p95].
         if in_memory:  # task_outputs/migrations/0010_stats_aggregate.py
@@ -211,15 +215,13 @@ class _Sql:
         return f"t.{name}", []
 
 
-def _in_memory(sql: _Sql, scope: QuerySet[TaskOutput], query: StatsQuery) -> bool:
+def _in_memory(scope_sql: str, scope_params, query: StatsQuery) -> bool:
     """PostgreSQL: whether the metrics' numbers may be held in memory (superai_number_stats keeps 8 bytes per
     number, the whole group's at once in the leader, and an array holds at most 134 million): yes when the
-    planner expects at most MAX_NUMBERS_IN_MEMORY numbers in the scope, whatever the filters select of it
-    (a filter on a summary value can match far more rows than the planner expects)."""
-    inner, inner_params = scope.order_by().values(*_COLUMNS).query.sql_with_params()
-    rows_sql, rows_params = sql.rows(inner, inner_params)
+    planner expects at most MAX_NUMBERS_IN_MEMORY numbers in the scope's rows, whatever the filters select
+    of them (a filter on a summary value can match far more rows than the planner expects)."""
     with connection.cursor() as cursor:
-        cursor.execute(f"EXPLAIN (FORMAT JSON) {rows_sql}", rows_params)
+        cursor.execute(f"EXPLAIN (FORMAT JSON) {scope_sql}", scope_params)
         plan = cursor.fetchone()[0]  # psycopg reads the json
     return plan[0]["Plan"]["Plan Rows"] * len(query.metrics) <= MAX_NUMBERS_IN_MEMORY
 
