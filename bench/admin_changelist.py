@@ -38,7 +38,8 @@ SELECT gen_random_uuid(), %(org)s, flows.ids[1 + n %% cardinality(flows.ids)], 1
        (ARRAY['completed','completed','completed','failed','running','stale'])[1 + n %% 6],
        jsonb_build_object('pages', n %% 100, 'word_count', n %% 5000),
        jsonb_build_object('text', 'output ' || n),
-       jsonb_build_array('batch-' || (n %% 1000), CASE WHEN n %% 2 = 0 THEN 'even' ELSE 'odd' END),
+       jsonb_build_array('batch-' || (n %% 1000), CASE WHEN n %% 2 = 0 THEN 'even' ELSE 'odd' END,
+                         'run-' || (n / 1000)),
        'system', now() - (n || ' seconds')::interval, now() - (n || ' seconds')::interval, n, n, n, 1
 FROM generate_series(1, %(rows)s) AS n, flows;
 """

@@ -8,6 +8,10 @@ ANALYZE, then sends each request below --requests times (fewer, at least 30, for
 each. Compare a row across sizes: the issue's target is p99 under 20 ms at a million rows and within 1.5
 times the 10,000-row figure.
 
+Two rare tags: `batch-123` is on one output in a thousand spread evenly over the whole history, the worst
+case for the tag index (a match on nearly every page of the organization's part of it); `run-3` is on
+1,000 consecutive outputs of each fill, as the tag of one workflow run or batch is in practice.
+
     python bench/reads.py                          # 10,000, 100,000 then 1,000,000 rows
     python bench/reads.py --sizes 10000 100000 --requests 100
     python bench/reads.py --sort-index             # the summary orderings again with `summary_sort_index add`
@@ -49,6 +53,7 @@ def requests_under_test(client: httpx.Client, deployment: Deployment, organizati
         "task_name=task-07": f"{LIST}?task_name=task-07",
         "flow_execution_id": f"{LIST}?flow_execution_id={some_flow}",
         "tag=batch-123 (1 in 1,000)": f"{LIST}?tag=batch-123",
+        "tag=run-3 (1,000 in a row per fill)": f"{LIST}?tag=run-3",
         "tag=even (1 in 2)": f"{LIST}?tag=even",
         "summary.pages=50 (1 in 100)": f"{LIST}?summary.pages=50",
         "summary.pages__gte=90": f"{LIST}?summary.pages__gte=90",
