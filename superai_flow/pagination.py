@@ -18,6 +18,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import F, Q, QuerySet, Value
+from django.db.models.expressions import Col
 from django.db.models.fields.tuple_lookups import Tuple, TupleGreaterThan, TupleLessThan
 from django.db.models.lookups import Exact, GreaterThan, LessThan
 from rest_framework.exceptions import ErrorDetail, ValidationError
@@ -43,7 +44,8 @@ class KeysetPagination(BasePagination):
         self.keys = [(name.lstrip("-"), name.startswith("-")) for name in order_by]
         if self.keys[-1][0] not in ("id", "pk"):
             self.keys.append(("id", self.keys[-1][1]))
-        self.ordering = request.query_params.get("ordering") or order_by[0]
+        default = ("-" if order_by[0].startswith("-") else "") + self.public_key(order_by[0].lstrip("-"))
+        self.ordering = request.query_params.get("ordering") or default
         cursor = request.query_params.get("cursor")
         if cursor is not None:
             position, backwards, self.carry = self._decode(cursor, queryset)
@@ -53,7 +55,8 @@ class KeysetPagination(BasePagination):
         # Walking backwards means walking the opposite order, then reversing the page.
         walk = [(name, descending != backwards) for name, descending in self.keys]
         if position is not None:
-            queryset = queryset.filter(self._past(queryset, walk, position))
+            seek = [(self.seek_key(queryset, name), down) for name, down in walk]
+            queryset = queryset.filter(self._past(queryset, seek, position))
         rows = list(queryset.order_by(*(f"-{name}" if down else name for name, down in walk))[: page_size + 1])
         more = len(rows) > page_size
         rows = rows[:page_size]
@@ -69,13 +72,24 @@ class KeysetPagination(BasePagination):
             self.previous_position = (self._position(first) if first else position) if position else None
         return rows
 
+    def public_key(self, name: str) -> str:
+        """The ordering parameter's name for the key `name` (a cursor names the ordering it was made for)."""
+        return name
+
+    def seek_key(self, queryset: QuerySet, name: str) -> str:
+        """What the seek condition compares for the key `name`: the key itself, unless a subclass knows a column
+        with the same value that an index of the walk holds (a joined table's copy of it)."""
+        return name
+
     @staticmethod
     def _past(queryset: QuerySet, walk: list[tuple[str, bool]], position: tuple) -> Q:
         """Rows after `position` in the order `walk` ((name, descending) per key)."""
         downs = {down for _, down in walk}
-        if len(downs) == 1 and not any(name in queryset.query.annotations for name, _ in walk):
+        annotations = queryset.query.annotations
+        if len(downs) == 1 and all(isinstance(annotations.get(name), Col | None) for name, _ in walk):
             # A row-value comparison, (key, id) < (value, pk): PostgreSQL seeks the (..., key, id) index to the
             # position instead of reading every row before it (a deep page cost as much as all pages before).
+            # Keys are columns, of the model or of a joined table (a tag-filtered list's tag row).
             # SQLite gets Django's equivalent OR/AND form.
             past = TupleLessThan if downs.pop() else TupleGreaterThan
             return Q(past(Tuple(*(F(name) for name, _ in walk)), position))

@@ -32,6 +32,7 @@ TENANT_TABLES = {
     "flow_executions_flowexecution": "organization_id",
     "flow_executions_taskexecution": "organization_id",
     "task_outputs_taskoutput": "organization_id",
+    "task_outputs_tag": "organization_id",  # task_outputs/0012: one row per tag of each output
 }
 
 

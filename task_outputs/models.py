@@ -73,3 +73,25 @@ class TaskOutput(TimestampedModel):
     @property
     def is_deleted(self) -> bool:
         return self.status == Status.DELETED
+
+
+class TaskOutputTag(models.Model):
+    """One tag of one task output: what `tag=` filters read on PostgreSQL (task_outputs.selectors.with_tags).
+
+    Not managed by Django: migration 0012 creates the table on PostgreSQL, with triggers on task outputs that
+    keep it exact however an output is written; SQLite has no such table and filters the JSON instead."""
+
+    pk = models.CompositePrimaryKey("organization_id", "tag", "created_at", "task_output_id")
+    organization_id = models.UUIDField()
+    tag = models.TextField()
+    created_at = models.DateTimeField()
+    task_output = models.ForeignKey(
+        TaskOutput, on_delete=models.DO_NOTHING, db_constraint=False, related_name="tag_rows"
+    )
+
+    class Meta:
+        managed = False
+        db_table = "task_outputs_tag"
+
+    def __str__(self) -> str:
+        return f"{self.tag} ({self.task_output_id})"

@@ -17,6 +17,7 @@ from superai_flow.filters import (
 )
 from task_outputs import live
 from task_outputs.models import TaskOutput
+from task_outputs.selectors import in_tag_order, with_tags
 
 
 class LiveCursorField(forms.Field):
@@ -57,7 +58,7 @@ class TaskOutputFilterSet(StrictFilterSet):
     task_execution_id = django_filters.UUIDFilter()
     task_name = TextFilter()
     status = ChoicesFilter(choices=Status.choices)
-    tag = AllTagsFilter(field_name="tags", max_length=100)
+    tag = AllTagsFilter(field_name="tags", max_length=100, method="filter_tags")
     after = extend_schema_field(OpenApiTypes.STR)(LiveCursorFilter())
     ordering = extend_schema_field(
         {"type": "string", "description": "created_at, -created_at, summary.<path> or -summary.<path>"}
@@ -67,3 +68,9 @@ class TaskOutputFilterSet(StrictFilterSet):
         model = TaskOutput
         form = TaskOutputFilterForm
         fields: list[str] = []
+
+    def filter_tags(self, queryset, name, value):
+        return with_tags(queryset, value)
+
+    def filter_queryset(self, queryset):
+        return in_tag_order(super().filter_queryset(queryset))

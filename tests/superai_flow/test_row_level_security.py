@@ -39,7 +39,7 @@ def world(org_a, org_b, flow_a, flow_b, make_output, django_user_model):
     """Rows of both organizations in every tenant table, written as the owner."""
     for org, flow in ((org_a, flow_a), (org_b, flow_b)):
         TaskExecution.objects.create(organization=org, flow_execution=flow, task_name="t")
-        make_output(flow)
+        make_output(flow, tags=["t"])  # a row in task_outputs_tag too
         Membership.objects.create(organization=org, user=django_user_model.objects.create_user(f"u-{org.name}"))
     keys = {org.id: api_key_create(organization=org, name="k")[1] for org in (org_a, org_b)}
     return org_a, org_b, keys
