@@ -69,8 +69,19 @@ class TaskOutputFilterSet(StrictFilterSet):
         form = TaskOutputFilterForm
         fields: list[str] = []
 
+    # Pages of a list read tagged outputs newest first through their tag rows (TaskOutputPageFilterSet). An
+    # export or stats read every match: the GIN index finds them faster than the join, and an export then
+    # reads them in created_at order from its index (a common tag's export: 9.6 s, 12.8 s through the join).
+    tags_in_order = False
+
     def filter_tags(self, queryset, name, value):
-        return with_tags(queryset, value)
+        return with_tags(queryset, value, in_order=self.tags_in_order)
 
     def filter_queryset(self, queryset):
         return in_tag_order(super().filter_queryset(queryset))
+
+
+class TaskOutputPageFilterSet(TaskOutputFilterSet):
+    """The filters of GET /task-outputs, which answers a page at a time."""
+
+    tags_in_order = True

@@ -16,7 +16,7 @@ from superai_flow.authentication import (
     scope_to_caller,
 )
 from superai_flow.openapi import LOCATION, created, errors
-from task_outputs.api.filters import TaskOutputFilterSet
+from task_outputs.api.filters import TaskOutputFilterSet, TaskOutputPageFilterSet
 from task_outputs.api.pagination import LiveKeysetPagination
 from task_outputs.api.serializers import (
     TaskOutputChangeSerializer,
@@ -114,13 +114,16 @@ returns what was written since that cursor, oldest first. Unknown parameters are
 )
 class TaskOutputViewSet(viewsets.GenericViewSet):
     serializer_class = TaskOutputSerializer
-    filterset_class = TaskOutputFilterSet
     pagination_class = LiveKeysetPagination
     filtered_actions = ("list", "export", "stats")
 
     def extra_query_params(self) -> tuple[str, ...]:
         """What the action takes besides the filters (and, for the list, pagination): superai_flow.filters."""
         return {"export": ("fields", "format"), "stats": ("group_by", "metric")}.get(self.action, ("fields",))
+
+    @property
+    def filterset_class(self):
+        return TaskOutputPageFilterSet if self.action == "list" else TaskOutputFilterSet
 
     def get_queryset(self):
         return scope_to_caller(visible_task_outputs(), self.request)
