@@ -29,14 +29,15 @@ def with_tags(queryset: QuerySet[TaskOutput], tags: list[str], *, in_order: bool
     """The outputs that have every one of `tags`; `in_order=False` where every match is read (export, stats).
 
     On PostgreSQL the first tag joins the output's row in `task_outputs_tag` (migration 0012), keyed by
-    (organization_id, tag, created_at, task_output_id), and `in_tag_order` then orders by that row: the list
-    reads the key backwards from the newest and fetches only the outputs of the page, where the GIN index on
-    tags found every match and sorted them first (docs/performance.md, "Tags"). Any further tag is a
-    containment test on the fetched outputs. Ordering by the output's own created_at instead would need the
-    join to compare created_at too, and the planner, which multiplies the two comparisons' selectivities,
-    would then expect about one row and hash-join every match of a common tag. Where every match is read
-    anyway, the GIN index finds them faster than the join (over 250,000 matches, stats 0.33 s instead of
-    0.77 s; an export 9.6 s instead of 12.8 s, its rows read in created_at order from the outputs' index)."""
+    (organization_id, tag, created_at, task_output_id), and `in_tag_order` then orders by that row: the
+    list reads the key backwards from the newest and fetches only the outputs of the page, where the GIN
+    index on tags found every match and sorted them first (docs/performance.md, "Tags: a key read newest
+    first"). Any further tag is a containment test on the fetched outputs. Ordering by the output's own
+    created_at instead would need the join to compare created_at too, and the planner, which multiplies
+    the two comparisons' selectivities, would then expect about one row and hash-join every match of a
+    common tag. Where every match is read anyway, the GIN index finds them faster than the join (over
+    250,000 matches, stats 0.33 s instead of 0.77 s; an export 9.6 s instead of 12.8 s, its rows read in
+    created_at order from the outputs' index)."""
     if not in_order or connections[queryset.db].vendor != "postgresql":
         return queryset.filter(JSONArrayContainsAll("tags", tags))
     first, *rest = tags
